@@ -1,0 +1,1 @@
+"""PortraitSR: command-line entry point shared by the model, training and service packages."""

@@ -1,0 +1,5 @@
+import sys
+
+from portraitsr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The PortraitSR inference service: FastAPI + Redis Streams + ONNX Runtime workers. Never imports torch."""
