@@ -1,0 +1,70 @@
+"""Typed settings of the service: environment variables ``PORTRAITSR_*`` (or a YAML file).
+
+One object for API, workers and ``portraitsr serve``, so the deployment files and the code agree
+on names. ``PORTRAITSR_REDIS_URL=redis://host:6379/0`` makes ``serve`` use that Redis instead of
+starting its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# model/release/manifest.json, found from this file so it works from any working directory
+# (editable install or source checkout).
+DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "model" / "release" / "manifest.json"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PORTRAITSR_", extra="ignore")
+
+    # Queue ------------------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="Redis to use; unset: `serve` starts a private redis-server, api/worker use localhost"
+    )
+    stream: str = "portraitsr:jobs"
+    consumer_group: str = "portraitsr-workers"
+    dead_letter_stream: str = "portraitsr:dead-letter"
+    key_prefix: str = Field("portraitsr", description="prefix of heartbeat, reply and stats keys")
+    queue_max_length: int = Field(256, ge=1, description="jobs waiting or in flight before 429")
+    job_deadline_s: float = Field(30.0, gt=0, description="a job not answered by then gets 504")
+    claim_idle_ms: int = Field(5000, ge=1, description="a job pending this long on a dead worker is claimed")
+    max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
+    result_ttl_s: int = Field(60, ge=1, description="reply streams and job records expire after this")
+    heartbeat_ttl_s: float = Field(5.0, gt=0, description="a worker whose heartbeat is older is dead")
+
+    # Model and inference ---------------------------------------------------------------------
+    manifest_path: Path = DEFAULT_MANIFEST
+    execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
+    max_batch_size: int = Field(8, ge=1)
+    max_batch_wait_ms: float = Field(5.0, ge=0, description="how long a worker waits to fill a batch")
+
+    # Input limits ------------------------------------------------------------------------------
+    max_upload_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    max_input_pixels: int = Field(
+        512 * 512, ge=1, description="header-declared pixels above this get 413 before decoding"
+    )
+    max_input_side: int = Field(512, ge=1, description="input width or height above this gets 413")
+    min_input_side: int = Field(1, ge=1, description="input width or height below this gets 400")
+
+    # Processes -------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    worker_metrics_host: str = "0.0.0.0"
+    worker_metrics_port: int = 9100
+    workers: int = Field(1, ge=1, description="worker processes started by `serve`")
+    redis_port: int = Field(0, ge=0, description="port of the private redis-server of `serve`; 0 = free port")
+
+
+def load_settings(yaml_path: str | Path | None = None, **overrides) -> ServiceSettings:
+    """Settings from the environment, overridden by a YAML file's keys, then by ``overrides``."""
+    values: dict = {}
+    if yaml_path is not None:
+        values.update(yaml.safe_load(Path(yaml_path).read_text()) or {})
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return ServiceSettings(**values)
