@@ -1,0 +1,91 @@
+"""`portraitsr upscale INPUT... -o OUT`: upscale image files with the shipped ONNX models, in-process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "upscale image files or folders with the shipped ONNX models (no server needed)"
+
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders (searched recursively)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (created if missing)")
+    parser.add_argument("--scale", type=int, choices=(4, 8), default=8, help="upscaling factor (default: 8)")
+    parser.add_argument(
+        "--format", choices=("png", "jpeg", "webp"), default=None, dest="output_format",
+        help="output format (default: the input's, PNG for GIF and BMP)",
+    )
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="also write NAME_compare.png: input (nearest), bicubic and PortraitSR side by side",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="same-size images per model run (default: 8)")
+    parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
+    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
+    parser.add_argument("--max-side", type=int, default=512, help="refuse inputs with a longer side (default: 512)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from service.images import ImageLimits
+    from service.inference import ModelRunner
+    from service.manifest import ManifestError, load_manifest
+    from service.settings import DEFAULT_MANIFEST
+    from service.upscale_files import UpscaleOptions, UpscaleReport, collect_inputs, upscale_files
+
+    if args.batch_size < 1 or args.max_side < 1 or args.threads < 0:
+        print("error: --batch-size and --max-side must be at least 1, --threads at least 0", file=sys.stderr)
+        return EXIT_USAGE
+    manifest_path = args.manifest or DEFAULT_MANIFEST
+    try:
+        specs = {spec.scale: spec for spec in load_manifest(manifest_path)}
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.scale not in specs:
+        print(f"error: {manifest_path} has no ×{args.scale} model (it has ×{', ×'.join(map(str, sorted(specs)))})", file=sys.stderr)
+        return EXIT_USAGE
+
+    report = UpscaleReport()
+    inputs = collect_inputs(args.inputs, report)
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not inputs:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return EXIT_USAGE
+
+    runner = ModelRunner(specs[args.scale], preference=args.provider, intra_op_threads=args.threads)
+    if runner.fallback_reason:
+        print(f"note: {runner.fallback_reason}", file=sys.stderr)
+    options = UpscaleOptions(
+        output_dir=args.output,
+        output_format=args.output_format,
+        batch_size=args.batch_size,
+        compare=args.compare,
+        limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=args.max_side**2, max_side=args.max_side),
+    )
+    with tqdm(total=len(inputs), unit="image", disable=args.no_progress, file=sys.stderr) as progress:
+        upscale_files(
+            inputs, runner, options, report,
+            on_message=lambda text: tqdm.write(text, file=sys.stderr),
+            on_progress=progress.update,
+        )
+
+    outputs = len(report.written)
+    print(f"wrote {outputs} file{'s' * (outputs != 1)} to {args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
+    if report.ignored:
+        print(f"ignored {len(report.ignored)} file(s) without an image extension in the input folders", file=sys.stderr)
+    if report.failed:
+        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
+        for path, reason in report.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0

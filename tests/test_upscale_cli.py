@@ -1,0 +1,116 @@
+"""`portraitsr upscale`: files and folders through the released-model contract, in-process.
+
+The model is the contract-compliant fixture from ``service_helpers`` (no trained weights needed);
+the command runs as a real subprocess so exit status and messages are what a user sees.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from face_images import png_bytes, synthetic_face
+from PIL import Image
+from service_helpers import REPO, build_fixture_release
+
+from service.compare_strip import StripLayout
+from service.images import compose_output, decode_image, sr_to_uint8, to_model_input
+from service.inference import ModelRunner
+from service.manifest import load_manifest
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    return build_fixture_release(tmp_path_factory.mktemp("release"))
+
+
+def run_upscale(*args: str | Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "portraitsr.cli", "upscale", *map(str, args), "--no-progress", "--threads", "1"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def reference_output(manifest: Path, scale: int, image_path: Path) -> np.ndarray:
+    """The fixture model run on one image alone, as uint8 H×W×3."""
+    spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
+    decoded = decode_image(image_path.read_bytes())
+    sr = ModelRunner(spec, preference="cpu", intra_op_threads=1).run(to_model_input(decoded.rgb))[0]
+    return np.asarray(compose_output(sr_to_uint8(sr), decoded.alpha))
+
+
+def test_folder_with_a_broken_file_writes_the_good_one_and_fails(manifest, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "face.png").write_bytes(png_bytes(synthetic_face(16)))
+    good = png_bytes(synthetic_face(16, hue_shift=40))
+    (inputs / "broken.png").write_bytes(good[: len(good) // 2])  # a truncated PNG
+    output = tmp_path / "out"
+
+    result = run_upscale(inputs, "-o", output, "--scale", "8", "--manifest", manifest)
+
+    assert result.returncode == 1, result.stderr
+    assert sorted(path.name for path in output.iterdir()) == ["face.png"]
+    with Image.open(output / "face.png") as written:
+        assert written.size == (128, 128)
+        assert np.array_equal(np.asarray(written.convert("RGB")), reference_output(manifest, 8, inputs / "face.png"))
+    assert "broken.png" in result.stderr
+    assert "1 input(s) failed" in result.stderr
+
+
+def test_same_size_inputs_are_batched_with_the_same_results_as_alone(manifest, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sizes = {"a.png": 32, "b.png": 32, "c.png": 32, "d.png": 24}
+    for index, (name, side) in enumerate(sizes.items()):
+        (inputs / name).write_bytes(png_bytes(synthetic_face(side, hue_shift=20 * index)))
+    output = tmp_path / "out"
+
+    result = run_upscale(inputs, "-o", output, "--scale", "4", "--manifest", manifest, "--batch-size", "2")
+
+    assert result.returncode == 0, result.stderr
+    for name, side in sizes.items():
+        with Image.open(output / name) as written:
+            assert written.size == (4 * side, 4 * side)
+            assert np.array_equal(np.asarray(written.convert("RGB")), reference_output(manifest, 4, inputs / name))
+
+
+def test_compare_strip_shows_nearest_bicubic_and_model_output(manifest, tmp_path):
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+    output = tmp_path / "out"
+
+    result = run_upscale(face, "-o", output, "--scale", "8", "--format", "webp", "--compare", "--manifest", manifest)
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in output.iterdir()) == ["face.webp", "face_compare.png"]
+    layout = StripLayout(128, 128)
+    with Image.open(output / "face_compare.png") as strip:
+        strip = strip.convert("RGB")
+    assert strip.size == layout.size
+    assert strip.size[0] >= 3 * 128 and strip.size[1] >= 128
+
+    def panel(index: int) -> np.ndarray:
+        x, y = layout.panel_origin(index)
+        return np.asarray(strip.crop((x, y, x + 128, y + 128)))
+
+    with Image.open(face) as source:
+        source = source.convert("RGB")
+        assert np.array_equal(panel(0), np.asarray(source.resize((128, 128), Image.Resampling.NEAREST)))
+        assert np.array_equal(panel(1), np.asarray(source.resize((128, 128), Image.Resampling.BICUBIC)))
+    assert np.array_equal(panel(2), reference_output(manifest, 8, face))
+    # The labels sit above the panels: the band is not blank.
+    assert np.asarray(strip.crop((0, 0, strip.size[0], layout.panel_origin(0)[1]))).min() < 128
+
+
+def test_missing_scale_in_the_manifest_is_a_usage_error(tmp_path):
+    manifest = build_fixture_release(tmp_path / "release", scales=(4,))
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+
+    result = run_upscale(face, "-o", tmp_path / "out", "--scale", "8", "--manifest", manifest)
+
+    assert result.returncode == 2
+    assert "no ×8 model" in result.stderr
+    assert not (tmp_path / "out").exists()
