@@ -1,0 +1,277 @@
+"""The web page at `/`, in a real headless Chromium, against a running `portraitsr serve`.
+
+The service is the real one (private redis-server, worker, API) on the contract-compliant fixture
+model from ``service_helpers``. Chromium is Debian's package, driven by Playwright with
+``executable_path`` (Playwright's own browser download does not work offline). The test takes the
+screenshot shown in the README; ``PORTRAITSR_UPDATE_SCREENSHOT=1`` copies it to docs/images/, and
+``PORTRAITSR_WEB_TEST_MANIFEST=model/release/manifest.json`` runs the service on the shipped models
+(for that screenshot) instead of the fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from face_images import png_bytes, synthetic_face
+from PIL import Image
+from service_helpers import REPO, build_fixture_release
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+SCREENSHOT = REPO / "docs" / "images" / "web-page.png"
+RESULT_TIMEOUT_MS = 60_000
+
+
+def find_chromium() -> str | None:
+    """Debian's Chromium, installed by scripts/install-test-tools.sh when missing (root + apt)."""
+    def installed() -> str | None:
+        for candidate in (os.environ.get("PORTRAITSR_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+            if candidate and Path(candidate).is_file():
+                return candidate
+        return None
+
+    if installed() is None:
+        subprocess.run(["bash", str(REPO / "scripts" / "install-test-tools.sh")], capture_output=True, timeout=900)
+    return installed()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_post(url: str, body: bytes, content_type: str) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture(scope="module")
+def service_url(tmp_path_factory):
+    """`portraitsr serve` in a subprocess on free ports, ready (a worker with warmed models)."""
+    workdir = tmp_path_factory.mktemp("web-service")
+    shipped = os.environ.get("PORTRAITSR_WEB_TEST_MANIFEST")
+    manifest = Path(shipped).resolve() if shipped else build_fixture_release(workdir / "release")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORTRAITSR_WORKER_METRICS_PORT": str(free_port()),
+        "PORTRAITSR_INTRA_OP_THREADS": "1",
+        "PORTRAITSR_EXECUTION_PROVIDER": "cpu",
+    }
+    log_path = workdir / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portraitsr", "serve", "--port", str(port), "--manifest", str(manifest)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"portraitsr serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"portraitsr serve not ready after 90 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        # The supervisor stops the API, the workers and its redis-server on SIGTERM.
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (dev extra)")
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium: /usr/bin/chromium is missing and scripts/install-test-tools.sh could not install it "
+                    "(it needs root and apt-get)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, service_url):
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    response = page.goto(f"{service_url}/")
+    assert response is not None and response.status == 200
+    assert response.headers["content-type"].startswith("text/html")
+    yield page
+    context.close()
+    assert not page_errors, f"JavaScript errors on the page: {page_errors}"
+
+
+def upload(page, path: Path, scale: int, output_format: str) -> None:
+    page.set_input_files("#file-input", str(path))
+    page.check(f'input[name="scale"][value="{scale}"]')
+    page.select_option("#format-select", output_format)
+    page.click("#upscale-button")
+
+
+def canvas_pixels(page, selector: str) -> np.ndarray:
+    width, height, data = page.evaluate(
+        """(selector) => {
+            const canvas = document.querySelector(selector);
+            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+            return [canvas.width, canvas.height, Array.from(pixels.data)];
+        }""",
+        selector,
+    )
+    return np.array(data, dtype=np.uint8).reshape(height, width, 4)
+
+
+@pytest.mark.parametrize(("side", "scale", "output_format"), [(16, 8, "png"), (32, 4, "jpeg")])
+def test_page_upscales_an_image_and_shows_it_beside_bicubic(page, service_url, tmp_path, side, scale, output_format):
+    face = tmp_path / f"face{side}.png"
+    face.write_bytes(png_bytes(synthetic_face(side)))
+
+    upload(page, face, scale, output_format)
+    page.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('Done')", timeout=RESULT_TIMEOUT_MS
+    )
+
+    expected = side * scale
+    sr_size = page.evaluate("(() => { const i = document.getElementById('sr-image'); return [i.naturalWidth, i.naturalHeight]; })()")
+    assert sr_size == [expected, expected]
+    assert page.is_visible("#sr-image") and page.is_visible("#input-image") and page.is_visible("#bicubic-canvas")
+
+    # The three panels are shown at the same size.
+    boxes = [page.locator(selector).bounding_box() for selector in ("#input-image", "#bicubic-canvas", "#sr-image")]
+    assert boxes[0]["width"] > 100
+    assert {round(box["width"]) for box in boxes} == {round(boxes[0]["width"])}
+    assert {round(box["height"]) for box in boxes} == {round(boxes[0]["height"])}
+
+    # The bicubic panel is Pillow's bicubic (what its label says), to within rounding.
+    bicubic = canvas_pixels(page, "#bicubic-canvas")
+    with Image.open(face) as source:
+        pillow = np.asarray(source.convert("RGB").resize((expected, expected), Image.Resampling.BICUBIC))
+    assert bicubic.shape == (expected, expected, 4)
+    assert np.abs(bicubic[:, :, :3].astype(int) - pillow.astype(int)).max() <= 1
+
+    # The download is the API's answer for this image (same model, same bytes decoded).
+    downloaded = page.evaluate(
+        """async () => {
+            const link = document.getElementById('download-link');
+            const bytes = new Uint8Array(await (await fetch(link.href)).arrayBuffer());
+            return [link.download, Array.from(bytes)];
+        }"""
+    )
+    name, data = downloaded
+    assert name == f"face{side}_x{scale}.{'jpg' if output_format == 'jpeg' else 'png'}"
+    status, _, direct = http_post(f"{service_url}/upscale?scale={scale}&format={output_format}", face.read_bytes(), "image/png")
+    assert status == 200
+    with Image.open(io.BytesIO(bytes(data))) as shown, Image.open(io.BytesIO(direct)) as reference:
+        assert shown.format == ("PNG" if output_format == "png" else "JPEG")
+        assert np.array_equal(np.asarray(shown), np.asarray(reference))
+
+    # The before/after slider moves the split between bicubic and PortraitSR.
+    page.locator("#compare-slider").fill("20")
+    assert page.evaluate("document.getElementById('compare-after').style.clipPath") == "inset(0px 0px 0px 20%)"
+
+    if scale == 8:
+        shot = tmp_path / "web-page.png"
+        page.locator("#compare-slider").fill("50")
+        page.screenshot(path=str(shot), full_page=True)
+        with Image.open(shot) as image:
+            assert image.size[0] == 1000
+        if os.environ.get("PORTRAITSR_UPDATE_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOT)
+
+
+def _corrupt_png() -> bytes:
+    data = png_bytes(synthetic_face(16))
+    return data[: len(data) // 2]
+
+
+def _too_large_png() -> bytes:
+    return png_bytes(Image.new("RGB", (600, 600), (120, 90, 80)))
+
+
+@pytest.mark.parametrize(
+    ("file_name", "make_bytes", "status"),
+    [
+        ("notes.txt", lambda: b"this is a text file, not an image\n", 415),
+        ("broken.png", _corrupt_png, 400),
+        ("big.png", _too_large_png, 413),
+    ],
+)
+def test_page_shows_the_api_error_message(page, service_url, tmp_path, file_name, make_bytes, status):
+    path = tmp_path / file_name
+    path.write_bytes(make_bytes())
+    api_status, _, body = http_post(f"{service_url}/upscale?scale=8", path.read_bytes(), "application/octet-stream")
+    assert api_status == status
+    detail = json.loads(body)["detail"]
+
+    upload(page, path, 8, "png")
+    page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+
+    message = page.inner_text("#error")
+    assert detail in message
+    assert f"({status})" in message
+    assert page.is_hidden("#results")
+    assert page.is_enabled("#upscale-button")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "detail", "expected"),
+    [
+        (429, {"Retry-After": "7"}, "300 jobs are queued (limit 256); retry in 7 s", "Try again in 7 s."),
+        (504, {}, "the job was not finished before its deadline", "did not finish in time (504)"),
+    ],
+)
+def test_page_explains_busy_and_timeout_answers(page, tmp_path, status, headers, detail, expected):
+    # A full queue or a passed deadline cannot be produced on demand from a healthy service, so the
+    # browser answers POST /upscale itself with the API's documented error shape (service/api.py).
+    body = json.dumps({"error": "queue_full" if status == 429 else "deadline_exceeded", "detail": detail, "request_id": "t"})
+    page.route("**/upscale?*", lambda route: route.fulfill(status=status, headers=headers, content_type="application/json", body=body))
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+
+    upload(page, face, 8, "png")
+    page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+
+    message = page.inner_text("#error")
+    assert expected in message and detail in message
+    if status == 429:
+        # The button waits out Retry-After.
+        assert page.is_disabled("#upscale-button")
+        assert "Wait" in page.inner_text("#upscale-button")
