@@ -58,13 +58,24 @@ def _flatten(image: Image.Image) -> Image.Image:
     return flat
 
 
-def compare_strip(source: Image.Image, upscaled: Image.Image, scale: int, model_label: str = "PortraitSR") -> Image.Image:
-    """The strip for one input and its upscaled version (``upscaled.size`` = ``scale`` × ``source.size``)."""
+def compare_strip(
+    source: Image.Image, upscaled: Image.Image, scale: int, zoom: int = 1, model_label: str = "PortraitSR"
+) -> Image.Image:
+    """The strip for one input and its upscaled version (``upscaled.size`` = ``scale`` × ``source.size``).
+
+    ``zoom`` > 1 enlarges every panel by that factor with nearest neighbour, so that the pixels of
+    small outputs stay visible when the strip is shown (e.g. in the README).
+    """
     source = _flatten(source)
     upscaled = _flatten(upscaled)
     width, height = upscaled.size
     nearest = source.resize((width, height), Image.Resampling.NEAREST)
     bicubic = source.resize((width, height), Image.Resampling.BICUBIC)
+    if zoom > 1:
+        width, height = width * zoom, height * zoom
+        nearest, bicubic, upscaled = (
+            panel.resize((width, height), Image.Resampling.NEAREST) for panel in (nearest, bicubic, upscaled)
+        )
 
     layout = StripLayout(width, height)
     strip = Image.new("RGB", layout.size, BACKGROUND)

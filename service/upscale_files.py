@@ -41,6 +41,7 @@ class UpscaleOptions:
     output_format: str | None = None  # None: from each input's extension
     batch_size: int = 8
     compare: bool = False
+    compare_zoom: int = 1  # nearest-neighbour enlargement of the comparison panels
     limits: ImageLimits = field(default_factory=ImageLimits)
 
 
@@ -121,7 +122,7 @@ def _write(item: InputFile, decoded: DecodedImage, sr: np.ndarray, runner: Model
     written = [destination]
     if options.compare:
         source = compose_output(sr_to_uint8(decoded.rgb.transpose(2, 0, 1)), decoded.alpha)
-        strip = compare_strip(source, upscaled, runner.scale)
+        strip = compare_strip(source, upscaled, runner.scale, zoom=options.compare_zoom)
         strip_path = destination.with_name(destination.stem + COMPARE_SUFFIX)
         strip.save(strip_path, format="PNG")
         written.append(strip_path)

@@ -76,30 +76,37 @@ def test_same_size_inputs_are_batched_with_the_same_results_as_alone(manifest, t
             assert np.array_equal(np.asarray(written.convert("RGB")), reference_output(manifest, 4, inputs / name))
 
 
-def test_compare_strip_shows_nearest_bicubic_and_model_output(manifest, tmp_path):
+@pytest.mark.parametrize("zoom", [1, 2])
+def test_compare_strip_shows_nearest_bicubic_and_model_output(manifest, tmp_path, zoom):
     face = tmp_path / "face.png"
     face.write_bytes(png_bytes(synthetic_face(16)))
     output = tmp_path / "out"
 
-    result = run_upscale(face, "-o", output, "--scale", "8", "--format", "webp", "--compare", "--manifest", manifest)
+    result = run_upscale(
+        face, "-o", output, "--scale", "8", "--format", "webp", "--compare", "--compare-zoom", str(zoom), "--manifest", manifest
+    )
 
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in output.iterdir()) == ["face.webp", "face_compare.png"]
-    layout = StripLayout(128, 128)
+    side = 128 * zoom
+    layout = StripLayout(side, side)
     with Image.open(output / "face_compare.png") as strip:
         strip = strip.convert("RGB")
     assert strip.size == layout.size
-    assert strip.size[0] >= 3 * 128 and strip.size[1] >= 128
+    assert strip.size[0] >= 3 * side and strip.size[1] >= side
 
     def panel(index: int) -> np.ndarray:
         x, y = layout.panel_origin(index)
-        return np.asarray(strip.crop((x, y, x + 128, y + 128)))
+        return np.asarray(strip.crop((x, y, x + side, y + side)))
+
+    def zoomed(image: Image.Image) -> np.ndarray:
+        return np.asarray(image.resize((side, side), Image.Resampling.NEAREST))
 
     with Image.open(face) as source:
         source = source.convert("RGB")
-        assert np.array_equal(panel(0), np.asarray(source.resize((128, 128), Image.Resampling.NEAREST)))
-        assert np.array_equal(panel(1), np.asarray(source.resize((128, 128), Image.Resampling.BICUBIC)))
-    assert np.array_equal(panel(2), reference_output(manifest, 8, face))
+        assert np.array_equal(panel(0), zoomed(source.resize((128, 128), Image.Resampling.NEAREST)))
+        assert np.array_equal(panel(1), zoomed(source.resize((128, 128), Image.Resampling.BICUBIC)))
+    assert np.array_equal(panel(2), zoomed(Image.fromarray(reference_output(manifest, 8, face))))
     # The labels sit above the panels: the band is not blank.
     assert np.asarray(strip.crop((0, 0, strip.size[0], layout.panel_origin(0)[1]))).min() < 128
 

@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", action="store_true",
         help="also write NAME_compare.png: input (nearest), bicubic and PortraitSR side by side",
     )
+    parser.add_argument(
+        "--compare-zoom", type=int, default=1, metavar="N",
+        help="enlarge the comparison panels N times with nearest neighbour (default: 1)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="same-size images per model run (default: 8)")
     parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
@@ -41,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from service.settings import DEFAULT_MANIFEST
     from service.upscale_files import UpscaleOptions, UpscaleReport, collect_inputs, upscale_files
 
-    if args.batch_size < 1 or args.max_side < 1 or args.threads < 0:
-        print("error: --batch-size and --max-side must be at least 1, --threads at least 0", file=sys.stderr)
+    if min(args.batch_size, args.max_side, args.compare_zoom) < 1 or args.threads < 0:
+        print("error: --batch-size, --max-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
     manifest_path = args.manifest or DEFAULT_MANIFEST
     try:
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         output_format=args.output_format,
         batch_size=args.batch_size,
         compare=args.compare,
+        compare_zoom=args.compare_zoom,
         limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=args.max_side**2, max_side=args.max_side),
     )
     with tqdm(total=len(inputs), unit="image", disable=args.no_progress, file=sys.stderr) as progress:
