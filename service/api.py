@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import redis.asyncio as aredis
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -37,7 +36,14 @@ from service.images import (
     encode_image,
 )
 from service.metrics import ApiMetrics
-from service.protocol import Job, Reply, completed_counter_key, heartbeat_pattern, reply_stream_key
+from service.protocol import (
+    Job,
+    Reply,
+    completed_counter_key,
+    heartbeat_pattern,
+    redis_client,
+    reply_stream_key,
+)
 from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.api")
@@ -109,9 +115,7 @@ class JobBroker:
         self.metrics = metrics
         self.instance_id = uuid.uuid4().hex[:12]
         self.reply_stream = reply_stream_key(settings, self.instance_id)
-        self.redis = aredis.Redis.from_url(
-            settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=5, socket_connect_timeout=1
-        )
+        self.redis = redis_client(settings, 5)
         self.waiting: dict[str, asyncio.Future] = {}
         self.queue_depth = 0
         self.throughput = 0.0  # images/s over all workers, measured

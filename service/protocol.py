@@ -16,6 +16,22 @@ import numpy as np
 from service.settings import ServiceSettings
 
 
+def redis_client(settings: ServiceSettings, socket_timeout_s: float):
+    """An asyncio Redis client that reconnects by itself after Redis restarts (stale pooled sockets)."""
+    import redis.asyncio as aredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return aredis.Redis.from_url(
+        settings.redis_url or "redis://127.0.0.1:6379/0",
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=1,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError],
+    )
+
+
 def reply_stream_key(settings: ServiceSettings, instance_id: str) -> str:
     return f"{settings.key_prefix}:replies:{instance_id}"
 

@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import redis.asyncio as aredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -33,7 +32,7 @@ from service.images import sr_to_uint8
 from service.inference import ModelRunner, default_warmup_size, load_runners
 from service.manifest import load_manifest
 from service.metrics import WorkerMetrics
-from service.protocol import Job, Reply, completed_counter_key, heartbeat_key
+from service.protocol import Job, Reply, completed_counter_key, heartbeat_key, redis_client
 from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.worker")
@@ -61,9 +60,7 @@ class Worker:
         self.in_hand: set[bytes] = set()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
         self.last_claim = 0.0
-        self.redis = aredis.Redis.from_url(
-            settings.redis_url or "redis://127.0.0.1:6379/0", socket_timeout=10, socket_connect_timeout=2
-        )
+        self.redis = redis_client(settings, 10)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
