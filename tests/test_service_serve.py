@@ -1,0 +1,79 @@
+"""`portraitsr serve` as a user runs it, and the service on the real release when it exists."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
+
+from service.images import decode_image
+from service.inference import load_runners, upscale
+from service.manifest import load_manifest
+
+RELEASE_MANIFEST = REPO / "model" / "release" / "manifest.json"
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_serve_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
+    manifest = build_fixture_release(tmp_path / "release")
+    api_port, worker_port = free_port(), free_port()
+    env = {"PORTRAITSR_MANIFEST_PATH": str(manifest), "PORTRAITSR_WORKER_METRICS_PORT": str(worker_port)}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portraitsr", "serve", "--port", str(api_port)],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}, **env},
+            stdout=log, stderr=log, cwd=REPO,
+        )
+        try:
+            url = f"http://127.0.0.1:{api_port}"
+            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, message="serve ready")
+            response = httpx.post(f"{url}/upscale", params={"scale": 4}, content=png_bytes(face_like(32, 32)), timeout=30)
+            assert response.status_code == 200
+            assert Image.open(io.BytesIO(response.content)).size == (128, 128)
+            redis_port = int(re.search(r"redis-server on 127\.0\.0\.1:(\d+)", log_path.read_text()).group(1))
+            assert port_open(redis_port) and port_open(worker_port)
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert not port_open(api_port) and not port_open(worker_port) and not port_open(redis_port)
+    text = log_path.read_text()
+    assert "is serving on" in text and "SIGINT received: shutting down" in text and "stopped" in text
+
+
+@pytest.mark.skipif(not RELEASE_MANIFEST.is_file(), reason="no shipped release yet (model/release/manifest.json)")
+def test_service_serves_the_shipped_release(tmp_path):
+    specs = load_manifest(RELEASE_MANIFEST)
+    runners = load_runners(specs, "cpu", 1)
+    cluster = Cluster(tmp_path, RELEASE_MANIFEST, job_deadline_s=120, claim_idle_ms=30000)
+    try:
+        cluster.start_redis()
+        cluster.start_worker()
+        url = cluster.start_api()
+        for spec in specs:
+            side = 128 // spec.scale
+            data = png_bytes(face_like(side, side, seed=spec.scale))
+            response = httpx.post(f"{url}/upscale", params={"scale": spec.scale}, content=data, timeout=120)
+            assert response.status_code == 200, response.text
+            output = np.asarray(Image.open(io.BytesIO(response.content)))
+            assert output.shape == (128, 128, 3)
+            np.testing.assert_array_equal(output, np.asarray(upscale(runners[spec.scale], decode_image(data))))
+    finally:
+        cluster.close()
