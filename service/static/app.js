@@ -246,7 +246,7 @@
     downloadLink.textContent = `Download ${downloadLink.download} (${formatBytes(blob.size)})`;
 
     const inSize = input ? `${input.width}×${input.height} → ` : "";
-    showStatus(`Done: ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.`);
+    showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.`);
     updatePixelation();
     results.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
