@@ -1,11 +1,12 @@
-"""The web page at `/`, in a real headless Chromium, against a running `portraitsr serve`.
+"""The web page at `/`, in a real headless Chromium, against a running service.
 
-The service is the real one (private redis-server, worker, API) on the contract-compliant fixture
-model from ``service_helpers``. Chromium is Debian's package, driven by Playwright with
-``executable_path`` (Playwright's own browser download does not work offline). The test takes the
-screenshot shown in the README; ``PORTRAITSR_UPDATE_SCREENSHOT=1`` copies it to docs/images/, and
-``PORTRAITSR_WEB_TEST_MANIFEST=model/release/manifest.json`` runs the service on the shipped models
-(for that screenshot) instead of the fixture.
+The service is real: a redis-server, a worker and two API processes (``service_helpers.Cluster``)
+on the contract-compliant fixture model; the second API has a one-job queue and a 2 s deadline so
+the page meets real 429 and 504 answers when the worker is stopped. Chromium is Debian's package,
+driven by Playwright with ``executable_path`` (Playwright's own browser download does not work
+offline). The test takes the screenshot shown in the README; ``PORTRAITSR_UPDATE_SCREENSHOT=1``
+copies it to docs/images/, and ``PORTRAITSR_WEB_TEST_MANIFEST=model/release/manifest.json`` runs
+the service on the shipped models (for that screenshot) instead of the fixture.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from face_images import png_bytes, synthetic_face
 from PIL import Image
-from service_helpers import REPO, build_fixture_release
+from service_helpers import REPO, Cluster, build_fixture_release, http_status, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -53,12 +53,6 @@ def find_chromium() -> str | None:
     return installed()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def http_post(url: str, body: bytes, content_type: str) -> tuple[int, dict, bytes]:
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
     try:
@@ -69,48 +63,25 @@ def http_post(url: str, body: bytes, content_type: str) -> tuple[int, dict, byte
 
 
 @pytest.fixture(scope="module")
-def service_url(tmp_path_factory):
-    """`portraitsr serve` in a subprocess on free ports, ready (a worker with warmed models)."""
+def cluster(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("web-service")
     shipped = os.environ.get("PORTRAITSR_WEB_TEST_MANIFEST")
     manifest = Path(shipped).resolve() if shipped else build_fixture_release(workdir / "release")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORTRAITSR_WORKER_METRICS_PORT": str(free_port()),
-        "PORTRAITSR_INTRA_OP_THREADS": "1",
-        "PORTRAITSR_EXECUTION_PROVIDER": "cpu",
-    }
-    log_path = workdir / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "portraitsr", "serve", "--port", str(port), "--manifest", str(manifest)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    cluster = Cluster(workdir, manifest, execution_provider="cpu")
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"portraitsr serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"portraitsr serve not ready after 90 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url
+        cluster.start_redis()
+        cluster.worker = cluster.start_worker()
+        cluster.url = cluster.start_api()
+        cluster.tight_url = cluster.start_api("api-tight", queue_max_length=1, job_deadline_s=2.0)
+        wait_until(lambda: http_status(f"{cluster.url}/readyz") == 200, 60, message="readyz")
+        yield cluster
     finally:
-        # The supervisor stops the API, the workers and its redis-server on SIGTERM.
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def service_url(cluster) -> str:
+    return cluster.url
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +97,23 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, service_url):
+def open_page(browser, url: str):
     context = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
     page = context.new_page()
-    page_errors: list[str] = []
-    page.on("pageerror", lambda error: page_errors.append(str(error)))
-    response = page.goto(f"{service_url}/")
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    response = page.goto(f"{url}/")
     assert response is not None and response.status == 200
     assert response.headers["content-type"].startswith("text/html")
+    return context, page
+
+
+@pytest.fixture
+def page(browser, service_url):
+    context, page = open_page(browser, service_url)
     yield page
     context.close()
-    assert not page_errors, f"JavaScript errors on the page: {page_errors}"
+    assert not page.errors, f"JavaScript errors on the page: {page.errors}"
 
 
 def upload(page, path: Path, scale: int, output_format: str) -> None:
@@ -261,27 +237,33 @@ def test_page_shows_the_api_error_message(page, service_url, tmp_path, file_name
     assert page.is_enabled("#upscale-button")
 
 
-@pytest.mark.parametrize(
-    ("status", "headers", "detail", "expected"),
-    [
-        (429, {"Retry-After": "7"}, "300 jobs are queued (limit 256); retry in 7 s", "Try again in 7 s."),
-        (504, {}, "the job was not finished before its deadline", "did not finish in time (504)"),
-    ],
-)
-def test_page_explains_busy_and_timeout_answers(page, tmp_path, status, headers, detail, expected):
-    # A full queue or a passed deadline cannot be produced on demand from a healthy service, so the
-    # browser answers POST /upscale itself with the API's documented error shape (service/api.py).
-    body = json.dumps({"error": "queue_full" if status == 429 else "deadline_exceeded", "detail": detail, "request_id": "t"})
-    page.route("**/upscale?*", lambda route: route.fulfill(status=status, headers=headers, content_type="application/json", body=body))
+def test_page_explains_a_full_queue_and_a_passed_deadline(browser, cluster, tmp_path):
+    """Real 429 and 504 from the API with the one-job queue while the worker is stopped."""
     face = tmp_path / "face.png"
     face.write_bytes(png_bytes(synthetic_face(16)))
+    context, page = open_page(browser, cluster.tight_url)
+    os.kill(cluster.worker.pid, signal.SIGSTOP)  # nothing is consumed while stopped
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            occupying = pool.submit(http_post, f"{cluster.tight_url}/upscale?scale=8", face.read_bytes(), "image/png")
+            wait_until(lambda: cluster.redis().xlen("portraitsr:jobs") >= 1, 10, message="a queued job")
 
-    upload(page, face, 8, "png")
-    page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+            upload(page, face, 8, "png")
+            page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+            message = page.inner_text("#error")
+            assert "(429)" in message and "jobs are queued" in message
+            assert re.search(r"Try again in \d+ s\.", message)
+            assert page.is_disabled("#upscale-button")  # it waits out Retry-After
+            assert "Wait" in page.inner_text("#upscale-button")
+            assert occupying.result()[0] == 504  # and the API removed the job from the queue
 
-    message = page.inner_text("#error")
-    assert expected in message and detail in message
-    if status == 429:
-        # The button waits out Retry-After.
-        assert page.is_disabled("#upscale-button")
-        assert "Wait" in page.inner_text("#upscale-button")
+        page.reload()
+        upload(page, face, 8, "png")
+        page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+        message = page.inner_text("#error")
+        assert "(504)" in message and "deadline" in message
+        assert page.is_hidden("#results")
+    finally:
+        os.kill(cluster.worker.pid, signal.SIGCONT)
+        context.close()
+    assert not page.errors, f"JavaScript errors on the page: {page.errors}"
