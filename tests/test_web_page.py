@@ -267,3 +267,19 @@ def test_page_explains_a_full_queue_and_a_passed_deadline(browser, cluster, tmp_
         os.kill(cluster.worker.pid, signal.SIGCONT)
         context.close()
     assert not page.errors, f"JavaScript errors on the page: {page.errors}"
+
+
+def test_dropping_a_file_on_the_page_selects_it(page):
+    data = list(png_bytes(synthetic_face(16)))
+    transfer = page.evaluate_handle(
+        """(bytes) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        data,
+    )
+    assert page.is_disabled("#upscale-button")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    assert "dropped.png" in page.inner_text("#file-name")
+    assert page.is_enabled("#upscale-button")
