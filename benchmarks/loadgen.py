@@ -1,0 +1,217 @@
+"""Closed-loop load generator and raw ONNX Runtime throughput, measured in the same run.
+
+Usage (against a running service)::
+
+    python benchmarks/loadgen.py --url http://127.0.0.1:8000 --manifest model/release/manifest.json
+
+Each concurrency level runs ``c`` client threads for ``--duration-s``; each thread sends one
+request, waits for the answer, sends the next. Raw ORT throughput is the same model in this
+process, with the same intra-op threads as the workers, at batch 1 and at the workers' max batch
+size. Efficiency = service images/s ÷ best raw images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.inference import ModelRunner  # noqa: E402
+from service.manifest import load_manifest  # noqa: E402
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    seconds: float
+    ok: int = 0
+    rejected_429: int = 0
+    other_errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    batch_sizes: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.ok / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    @property
+    def mean_batch(self) -> float:
+        return statistics.fmean(self.batch_sizes) if self.batch_sizes else float("nan")
+
+    def summary(self) -> dict:
+        return {
+            "concurrency": self.concurrency, "images_per_s": round(self.images_per_s, 2),
+            "p50_ms": round(self.percentile(50), 1), "p95_ms": round(self.percentile(95), 1),
+            "p99_ms": round(self.percentile(99), 1), "ok": self.ok, "rejected_429": self.rejected_429,
+            "other_errors": self.other_errors, "mean_batch": round(self.mean_batch, 2),
+        }
+
+
+def test_image(side: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    array = np.stack([np.sin(3 * xx + c) * 0.3 + np.cos(4 * yy - c) * 0.3 + 0.5 for c in range(3)], axis=2)
+    array = np.clip((array + rng.normal(0, 0.03, array.shape)) * 255, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def run_level(url: str, body: bytes, scale: int, concurrency: int, duration_s: float) -> LevelResult:
+    parts = urlsplit(url)
+    path = f"/upscale?scale={scale}&format=png"
+    stop_at = time.perf_counter() + duration_s
+    lock = threading.Lock()
+    result = LevelResult(concurrency, duration_s)
+    headers = {"Content-Type": "image/png"}
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        local_latency, local_batches, ok, rejected, errors = [], [], 0, 0, 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                connection.close()
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+                continue
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if response.status == 200:
+                ok += 1
+                local_latency.append(elapsed_ms)
+                if response.getheader("X-Batch-Size"):
+                    local_batches.append(int(response.getheader("X-Batch-Size")))
+            elif response.status == 429:
+                rejected += 1
+                time.sleep(float(response.getheader("Retry-After", "1")))
+            else:
+                errors += 1
+        connection.close()
+        with lock:
+            result.latencies_ms += local_latency
+            result.batch_sizes += local_batches
+            result.ok += ok
+            result.rejected_429 += rejected
+            result.other_errors += errors
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started  # includes the last requests' tails
+    return result
+
+
+def raw_throughput(runner: ModelRunner, side: int, batch: int, duration_s: float) -> tuple[float, float]:
+    """(images/s, median ms per run) of runner.run on batch×3×side×side for duration_s."""
+    lr = np.random.default_rng(0).random((batch, 3, side, side), dtype=np.float32)
+    runner.run(lr)
+    times = []
+    stop_at = time.perf_counter() + duration_s
+    while time.perf_counter() < stop_at or len(times) < 3:
+        started = time.perf_counter()
+        runner.run(lr)
+        times.append(time.perf_counter() - started)
+    return batch * len(times) / sum(times), statistics.median(times) * 1000
+
+
+def wait_ready(url: str, timeout_s: float = 120) -> None:
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} is not ready")
+
+
+def measure_raw(manifest: Path, scale: int, side: int, intra_op_threads: int, max_batch: int, duration_s: float) -> dict:
+    spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
+    runner = ModelRunner(spec, "cpu", intra_op_threads)
+    single_ips, single_ms = raw_throughput(runner, side, 1, duration_s)
+    batch_ips, batch_ms = raw_throughput(runner, side, max_batch, duration_s)
+    return {
+        "model": spec.name, "intra_op_threads": intra_op_threads, "batch1_images_per_s": round(single_ips, 2),
+        "batch1_ms": round(single_ms, 1), f"batch{max_batch}_images_per_s": round(batch_ips, 2),
+        f"batch{max_batch}_ms": round(batch_ms, 1), "best_images_per_s": round(max(single_ips, batch_ips), 2),
+    }
+
+
+def sweep(url: str, scale: int, side: int, levels: list[int], duration_s: float) -> list[dict]:
+    body = test_image(side)
+    run_level(url, body, scale, 2, 2.0)  # warm connections and caches
+    results = []
+    for concurrency in levels:
+        summary = run_level(url, body, scale, concurrency, duration_s).summary()
+        results.append(summary)
+        print(json.dumps(summary), file=sys.stderr, flush=True)
+    return results
+
+
+def markdown_table(results: list[dict], raw_best: float) -> str:
+    lines = [
+        "| concurrency | images/s | p50 ms | p95 ms | p99 ms | 429s | errors | mean batch | efficiency |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results:
+        lines.append(
+            f"| {row['concurrency']} | {row['images_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
+            f"{row['p99_ms']:.0f} | {row['rejected_429']} | {row['other_errors']} | "
+            f"{row['mean_batch'] if row['mean_batch'] == row['mean_batch'] else '—'} | {row['images_per_s'] / raw_best:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--manifest", type=Path, default=Path("model/release/manifest.json"))
+    parser.add_argument("--scale", type=int, default=8)
+    parser.add_argument("--levels", default="1,2,4,8,16,32,64")
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--raw-duration-s", type=float, default=5.0)
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="as the workers (0 = all cores)")
+    parser.add_argument("--max-batch-size", type=int, default=8, help="as the workers")
+    parser.add_argument("--json", type=Path, help="write all results here")
+    args = parser.parse_args(argv)
+
+    side = 128 // args.scale
+    wait_ready(args.url)
+    raw = measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
+    print(json.dumps({"raw": raw}), file=sys.stderr, flush=True)
+    results = sweep(args.url, args.scale, side, [int(c) for c in args.levels.split(",")], args.duration_s)
+    print(markdown_table(results, raw["best_images_per_s"]))
+    if args.json:
+        args.json.write_text(json.dumps({"url": args.url, "raw": raw, "levels": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The whole benchmark in one command: the service, the naive baseline, raw ONNX Runtime.
+
+    .venv/bin/python benchmarks/run_benchmark.py --manifest model/release/manifest.json
+
+Starts ``portraitsr serve`` (private Redis, one worker) on a free port, measures raw ORT throughput
+and sweeps concurrency against it (benchmarks/loadgen.py), stops it; then does the same for the
+naive server (benchmarks/naive_server.py). Raw ORT is measured before and after each sweep; the
+efficiency uses the higher figure, so it is not flattered by a noisy neighbour. Writes a markdown
+report (stdout and --out) and the raw numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import loadgen  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), no GPU, Python {platform.python_version()}"
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure(url: str, args, levels: list[int]) -> dict:
+    side = 128 // args.scale
+    loadgen.wait_ready(url, 120)
+    raw_before = loadgen.measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
+    results = loadgen.sweep(url, args.scale, side, levels, args.duration_s)
+    raw_after = loadgen.measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
+    return {"raw_before": raw_before, "raw_after": raw_after, "levels": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", type=Path, default=REPO / "model" / "release" / "manifest.json")
+    parser.add_argument("--scale", type=int, default=8)
+    parser.add_argument("--levels", default="1,2,4,8,16,32,64")
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--raw-duration-s", type=float, default=5.0)
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads, workers and raw alike (0 = all cores)")
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--max-batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--out", type=Path, help="markdown report")
+    parser.add_argument("--json", type=Path, help="all numbers")
+    args = parser.parse_args(argv)
+    levels = [int(level) for level in args.levels.split(",")]
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PORTRAITSR_")}
+    env.update({
+        "PORTRAITSR_MANIFEST_PATH": str(args.manifest.resolve()),
+        "PORTRAITSR_INTRA_OP_THREADS": str(args.intra_op_threads),
+        "PORTRAITSR_MAX_BATCH_SIZE": str(args.max_batch_size),
+        "PORTRAITSR_MAX_BATCH_WAIT_MS": str(args.max_batch_wait_ms),
+        "PORTRAITSR_WORKER_METRICS_PORT": str(free_port()),
+        "PORTRAITSR_JOB_DEADLINE_S": "120",
+    })
+    report: dict = {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k not in ("out", "json")}}
+    report["settings"]["manifest"] = str(args.manifest)
+
+    port = free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "portraitsr", "serve", "--port", str(port), "--log-level", "WARNING"], env=env, cwd=REPO
+    )
+    try:
+        report["service"] = measure(f"http://127.0.0.1:{port}", args, levels)
+    finally:
+        stop(service)
+
+    if not args.skip_naive:
+        time.sleep(2)
+        port = free_port()
+        naive = subprocess.Popen(
+            [sys.executable, str(HERE / "naive_server.py"), "--manifest", str(args.manifest), "--port", str(port),
+             "--intra-op-threads", str(args.intra_op_threads)],
+            cwd=REPO,
+        )
+        try:
+            report["naive"] = measure(f"http://127.0.0.1:{port}", args, levels)
+        finally:
+            stop(naive)
+
+    text = render(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def render(report: dict) -> str:
+    lines = [f"Machine: {report['machine']}.", ""]
+    settings = report["settings"]
+    lines.append(
+        f"Model: `{report['service']['raw_before']['model']}` (×{settings['scale']}, {128 // settings['scale']}² → 128² PNG), "
+        f"ORT intra-op threads {settings['intra_op_threads'] or 'all'}, max batch {settings['max_batch_size']}, "
+        f"max wait {settings['max_batch_wait_ms']} ms, {settings['duration_s']:.0f} s per level."
+    )
+    for name in ("service", "naive"):
+        if name not in report:
+            continue
+        part = report[name]
+        raw = max(part["raw_before"]["best_images_per_s"], part["raw_after"]["best_images_per_s"])
+        before, after = part["raw_before"], part["raw_after"]
+        lines += [
+            "",
+            f"**{'Service (queue + batching workers)' if name == 'service' else 'Naive baseline (model in the handler)'}** — "
+            f"raw ORT in the same run: best {before['best_images_per_s']:.1f} / {after['best_images_per_s']:.1f} images/s "
+            f"(before / after the sweep), single image {before['batch1_ms']:.1f} / {after['batch1_ms']:.1f} ms.",
+            "",
+            loadgen.markdown_table(part["levels"], raw),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
