@@ -24,6 +24,8 @@
 
   const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
 
+  class Unreachable extends Error {} // the request never got an HTTP answer
+
   let chosenFile = null;
   let inputUrl = null;
   let resultUrl = null;
@@ -176,11 +178,16 @@
     body.append("image", file, file.name);
     const started = performance.now();
     try {
-      const response = await fetch(`upscale?scale=${scale}&format=${format}`, {
-        method: "POST",
-        body,
-        signal: controller.signal,
-      });
+      let response;
+      try {
+        response = await fetch(`upscale?scale=${scale}&format=${format}`, {
+          method: "POST",
+          body,
+          signal: controller.signal,
+        });
+      } catch (error) {
+        throw error.name === "AbortError" ? error : new Unreachable(`Could not reach the service: ${error.message}`);
+      }
       if (!response.ok) {
         showStatus("");
         showError(await errorText(response));
@@ -193,7 +200,7 @@
     } catch (error) {
       if (error.name === "AbortError") return;
       showStatus("");
-      showError(`Could not reach the service: ${error.message}`);
+      showError(error instanceof Unreachable ? error.message : `Could not show the result: ${error.message}`);
     } finally {
       if (inFlight === controller) {
         inFlight = null;
