@@ -1,0 +1,79 @@
+"""The training cache as a torch Dataset (memory-mapped: workers share the page cache)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training.data.parsing import NUM_COMPACT_CLASSES, one_hot
+
+
+class FaceDataset(Dataset):
+    """Items ``{"lr": 3×h×w, "hr": 3×128×128, "parsing": P×128×128 one-hot}``, float32 in [0, 1].
+
+    ``split`` is ``"train"``, ``"val"`` or ``"all"``; ``scale`` picks ``lr_x{scale}.npy`` (made
+    with Pillow bicubic by prepare-data). ``augment`` flips lr, hr and parsing together.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str,
+        scale: int,
+        augment: bool = False,
+        parsing_channels: int = NUM_COMPACT_CLASSES,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.scale = scale
+        self.augment = augment
+        self.parsing_channels = parsing_channels
+        lr_path = self.cache_dir / f"lr_x{scale}.npy"
+        if not lr_path.exists():
+            raise FileNotFoundError(f"{lr_path}: no LR images for ×{scale} in this cache (run prepare-data)")
+        index = json.loads((self.cache_dir / "index.json").read_text())
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be train, val or all, not {split!r}")
+        self.entries = [entry for entry in index if split == "all" or entry["split"] == split]
+        self.rows = np.array([entry["row"] for entry in self.entries], dtype=np.int64)
+        # Opened lazily so a Dataset pickled into DataLoader workers maps the files itself.
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def _open(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {
+                "hr": np.load(self.cache_dir / "hr.npy", mmap_mode="r"),
+                "lr": np.load(self.cache_dir / f"lr_x{self.scale}.npy", mmap_mode="r"),
+                "parsing": np.load(self.cache_dir / "parsing.npy", mmap_mode="r"),
+            }
+        return self._arrays
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_arrays"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        arrays = self._open()
+        row = self.rows[item]
+        hr = np.asarray(arrays["hr"][row])
+        lr = np.asarray(arrays["lr"][row])
+        parsing = np.asarray(arrays["parsing"][row])
+        if self.augment and torch.rand(()) < 0.5:
+            # Compact classes have no left/right: flipping needs no label swap.
+            hr, lr, parsing = hr[:, ::-1], lr[:, ::-1], parsing[:, ::-1]
+        return {
+            "lr": _to_chw(lr),
+            "hr": _to_chw(hr),
+            "parsing": torch.from_numpy(one_hot(parsing, self.parsing_channels)),
+        }
+
+
+def _to_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)

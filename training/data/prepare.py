@@ -1,0 +1,321 @@
+"""Build the training cache: framed 128×128 faces, compact parsing maps, LR inputs, index.
+
+Layout (docs/architecture.md): ``hr.npy`` uint8 N×128×128×3, ``parsing.npy`` uint8 N×128×128,
+``lr_x{s}.npy`` uint8 N×(128/s)×(128/s)×3, ``index.json``, ``summary.json`` and the parser
+weights ``parser.pt``. The cache is written to ``<out>.partial`` and renamed when complete, so
+a reader never sees half a cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+from PIL import Image
+from tqdm import tqdm
+
+from training.data.degrade import bicubic_downsample
+from training.data.framing import FaceFramer, FramingConfig
+from training.data.framing_check import celebamask_landmarks, compact_landmarks, summarize_landmarks
+from training.data.parsing import COMPACT_CLASSES, compact_from_celebamask
+from training.data.prepare_config import PrepareConfig
+from training.data.sources import ImageRecord
+
+PARSER_FILE = "parser.pt"
+
+
+class MaskError(ValueError):
+    """The mask of an image is unreadable or not a CelebAMask-HQ id map."""
+
+
+@dataclass
+class FramedFace:
+    hr: np.ndarray
+    parsing: np.ndarray | None  # compact ids from a real mask, or None
+    mask_landmarks_source: np.ndarray | None  # in a 128-px frame of the whole source image
+    mask_landmarks_framed: np.ndarray | None  # in the framed 128×128 output
+
+
+@dataclass
+class BadFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class PrepareResult:
+    out_dir: Path
+    count: int
+    bad_files: list[BadFile] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    try:
+        return _read_mask_unchecked(path)
+    except MaskError:
+        raise
+    except Exception as error:
+        raise MaskError(f"mask {path.name}: {type(error).__name__}: {error}") from error
+
+
+def _read_mask_unchecked(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L", "I", "I;16"):
+            raise MaskError(f"mask mode {image.mode}: expected a class-id image (palette or grayscale)")
+        mask = np.asarray(image)
+    if mask.ndim != 2:
+        raise MaskError(f"mask shape {mask.shape}: expected H×W")
+    if mask.max(initial=0) > 18:
+        raise MaskError(f"mask has class id {int(mask.max())}; CelebAMask-HQ ids are 0–18")
+    return mask.astype(np.uint8)
+
+
+def frame_record(record: ImageRecord, framer: FaceFramer) -> FramedFace:
+    """Read, frame and (with a mask) map one face. Raises on unreadable files."""
+    with Image.open(record.image) as image:
+        image.load()
+        source_width = image.width
+        hr = framer.frame_image(image)
+    if record.mask is None:
+        return FramedFace(hr, None, None, None)
+    mask = _read_mask(record.mask)
+    if mask.shape[1] * image.height != mask.shape[0] * source_width:
+        raise MaskError(f"mask {mask.shape[1]}×{mask.shape[0]} has another aspect than image {source_width}×{image.height}")
+    framed_mask = framer.frame_mask(mask)
+    source_landmarks = celebamask_landmarks(mask)
+    if source_landmarks is not None:
+        source_landmarks = source_landmarks * (128.0 / mask.shape[1])
+    return FramedFace(hr, compact_from_celebamask(framed_mask), source_landmarks, celebamask_landmarks(framed_mask))
+
+
+def choose_validation(records: list[ImageRecord], has_mask: list[bool], config: PrepareConfig) -> list[str]:
+    """Split per dataset with a fixed seed; a dataset's validation images are drawn among those
+    with real masks when it has any (they are also the parser's held-out set). At most half of
+    a dataset's candidates become validation images."""
+    rng = np.random.default_rng(config.seed)
+    splits = ["train"] * len(records)
+    for spec in config.datasets:
+        rows = [i for i, record in enumerate(records) if record.dataset == spec.name]
+        masked = [i for i in rows if has_mask[i]]
+        pool = masked if masked else rows
+        count = min(spec.val_count, len(pool) // 2)  # keep most of a small dataset for training
+        for i in rng.choice(np.array(pool, dtype=np.int64), size=count, replace=False) if count else []:
+            splits[int(i)] = "val"
+    return splits
+
+
+def _compact_rows(partial: Path, names: list[str], keep: int) -> None:
+    """Shrink N-row arrays to their first ``keep`` rows (bad files leave unused rows)."""
+    for name in names:
+        path = partial / name
+        full = np.load(path, mmap_mode="r")
+        if len(full) == keep:
+            continue
+        shrunk = open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=full.dtype, shape=(keep, *full.shape[1:]))
+        for first in range(0, keep, 1024):
+            last = min(first + 1024, keep)
+            shrunk[first:last] = full[first:last]
+        shrunk.flush()
+        del shrunk, full
+        path.with_suffix(".tmp.npy").replace(path)
+
+
+def _replace_dir(partial: Path, out_dir: Path) -> None:
+    old = out_dir.with_name(out_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        out_dir.rename(old)
+    partial.rename(out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def prepare_cache(
+    records: list[ImageRecord],
+    out_dir: Path,
+    config: PrepareConfig,
+    framing: FramingConfig,
+    source_root: Path,
+    parser_weights: Path | None = None,
+    notes: list[str] | None = None,
+    show_progress: bool = True,
+) -> PrepareResult:
+    from training.data import parser_training  # torch: only when a cache is built
+
+    timings: dict[str, float] = {}
+    size = framing.size
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    total = len(records)
+    if total == 0:
+        raise ValueError("no images found")
+
+    # 1. Frame every face (and its mask) ------------------------------------------------------
+    start = time.monotonic()
+    framers = {name: framing.framer(name) for name in {record.framing for record in records}}
+    hr = open_memmap(partial / "hr.npy", mode="w+", dtype=np.uint8, shape=(total, size, size, 3))
+    parsing = open_memmap(partial / "parsing.npy", mode="w+", dtype=np.uint8, shape=(total, size, size))
+    kept: list[ImageRecord] = []
+    has_mask: list[bool] = []
+    bad: list[BadFile] = []
+    landmarks_source: dict[str, list[np.ndarray]] = {}
+    landmarks_framed: dict[str, list[np.ndarray]] = {}
+    for record in tqdm(records, desc="framing", unit="img", disable=not show_progress):
+        try:
+            face = frame_record(record, framers[record.framing])
+        except Exception as error:  # noqa: BLE001 - every unreadable file is reported and skipped
+            failed = record.relative_path
+            if isinstance(error, MaskError) and record.mask is not None:
+                failed = f"{record.relative_path} (mask {record.mask.name})"
+            bad.append(BadFile(failed, f"{type(error).__name__}: {error}"))
+            tqdm.write(f"skipped {failed}: {type(error).__name__}: {error}")
+            continue
+        row = len(kept)
+        hr[row] = face.hr
+        if face.parsing is not None:
+            parsing[row] = face.parsing
+        if face.mask_landmarks_source is not None:
+            landmarks_source.setdefault(record.dataset, []).append(face.mask_landmarks_source)
+        if face.mask_landmarks_framed is not None:
+            landmarks_framed.setdefault(record.dataset, []).append(face.mask_landmarks_framed)
+        kept.append(record)
+        has_mask.append(face.parsing is not None)
+    count = len(kept)
+    if count == 0:
+        raise ValueError("no readable images: " + "; ".join(f"{b.path}: {b.reason}" for b in bad[:5]))
+    timings["framing_s"] = time.monotonic() - start
+    splits = choose_validation(kept, has_mask, config)
+
+    # 2. Parsing maps for faces without masks ------------------------------------------------
+    masked = np.array(has_mask)
+    is_val = np.array([split == "val" for split in splits])
+    parser_summary: dict = {"used": False}
+    if not masked.all():
+        start = time.monotonic()
+        train_rows = np.nonzero(masked & ~is_val)[0]
+        val_rows = np.nonzero(masked & is_val)[0]
+        if parser_weights is not None:
+            model = parser_training.load_parser(parser_weights)
+            parser_summary = {"used": True, "weights": str(parser_weights), "trained_here": False}
+        else:
+            if len(train_rows) == 0:
+                raise ValueError("images without masks need a parser, but no masked training images were found; pass --parser-weights")
+            with tqdm(total=None, desc="parser training", unit="step", disable=not show_progress) as bar:
+                model, log = parser_training.train_parser(
+                    hr[train_rows], parsing[train_rows], config.parser,
+                    on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+                )
+            parser_summary = {
+                "used": True,
+                "trained_here": True,
+                "train_images": int(len(train_rows)),
+                "config": asdict(config.parser),
+                "log": {k: v for k, v in asdict(log).items() if k != "losses"},
+            }
+            timings["parser_training_s"] = log.seconds
+        if len(val_rows):
+            predicted_val = parser_training.predict_parsing(model, hr[val_rows], config.parser.predict_batch_size)
+            parser_summary["heldout"] = {
+                "images": int(len(val_rows)),
+                **parser_training.parsing_agreement(predicted_val, parsing[val_rows]),
+            }
+        parser_training.save_parser(model, partial / PARSER_FILE, {"summary": parser_summary})
+        start_predict = time.monotonic()
+        unmasked_rows = np.nonzero(~masked)[0]
+        batch = config.parser.predict_batch_size
+        with tqdm(total=len(unmasked_rows), desc="parsing", unit="img", disable=not show_progress) as bar:
+            for first in range(0, len(unmasked_rows), batch * 8):
+                rows = unmasked_rows[first : first + batch * 8]
+                parsing[rows] = parser_training.predict_parsing(model, hr[rows], batch, on_batch=bar.update)
+        timings["parsing_prediction_s"] = time.monotonic() - start_predict
+
+    # 3. LR inputs -------------------------------------------------------------------------------
+    start = time.monotonic()
+    lr_names = []
+    for scale in config.scales:
+        name = f"lr_x{scale}.npy"
+        lr = open_memmap(partial / name, mode="w+", dtype=np.uint8, shape=(total, size // scale, size // scale, 3))
+        for row in tqdm(range(count), desc=f"LR x{scale}", unit="img", disable=not show_progress):
+            lr[row] = bicubic_downsample(hr[row], scale)
+        lr.flush()
+        del lr
+        lr_names.append(name)
+    timings["lr_s"] = time.monotonic() - start
+
+    # 4. Framing measured on the parsing maps ------------------------------------------------------
+    compact_framed: dict[str, list[np.ndarray]] = {}
+    for row, record in enumerate(kept):
+        found = compact_landmarks(parsing[row])
+        if found is not None:
+            key = f"{record.dataset} ({'mask' if has_mask[row] else 'predicted'})"
+            compact_framed.setdefault(key, []).append(found)
+
+    hr.flush()
+    parsing.flush()
+    del hr, parsing
+    _compact_rows(partial, ["hr.npy", "parsing.npy", *lr_names], count)
+
+    index = [
+        {
+            "row": row,
+            "source": record.relative_path,
+            "dataset": record.dataset,
+            "parsing": "mask" if has_mask[row] else "predicted",
+            "split": splits[row],
+        }
+        for row, record in enumerate(kept)
+    ]
+    (partial / "index.json").write_text(json.dumps(index, indent=0) + "\n")
+
+    by_dataset = Counter((e["dataset"], e["split"], e["parsing"]) for e in index)
+    summary = {
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "source_root": str(source_root),
+        "count": count,
+        "files": {"hr": "hr.npy", "parsing": "parsing.npy", **{f"lr_x{s}": f"lr_x{s}.npy" for s in config.scales}},
+        "compact_classes": list(COMPACT_CLASSES),
+        "splits": dict(Counter(e["split"] for e in index)),
+        "datasets": [
+            {"dataset": d, "split": s, "parsing": p, "count": n} for (d, s, p), n in sorted(by_dataset.items())
+        ],
+        "bad_files": [asdict(b) for b in bad],
+        "notes": list(notes or []),
+        "framing": {
+            "target": {"preset": "helen50", **asdict(framing.target), "provenance": framing.target_provenance},
+            "transforms": {
+                name: {
+                    "scale": round(framer.scale, 4),
+                    "offset": [round(float(v), 2) for v in framer.offset],
+                    "pad_mode": framer.pad_mode,
+                    "provenance": framing.presets[name].provenance,
+                }
+                for name, framer in framers.items()
+            },
+            "measured_from_masks_before_framing": {
+                d: summarize_landmarks(v) for d, v in sorted(landmarks_source.items())
+            },
+            "measured_from_masks_after_framing": {
+                d: summarize_landmarks(v) for d, v in sorted(landmarks_framed.items())
+            },
+            "measured_from_compact_maps_after_framing": {
+                d: summarize_landmarks(v) for d, v in sorted(compact_framed.items())
+            },
+        },
+        "parser": parser_summary,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _replace_dir(partial, out_dir)
+    return PrepareResult(out_dir=out_dir, count=count, bad_files=bad, summary=summary)

@@ -1,0 +1,57 @@
+"""Typed configuration of prepare-data, loaded from ``training/configs/prepare_data.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from training.data.sources import DatasetSpec
+
+DEFAULT_PREPARE_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "prepare_data.yaml"
+
+
+@dataclass
+class ParserConfig:
+    """Training of the small parser (see ``training.data.parser_training``)."""
+
+    epochs: int = 30
+    max_steps: int | None = None
+    max_seconds: float | None = 420.0
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    work_size: int = 64
+    seed: int = 0
+    threads: int = 2
+    predict_batch_size: int = 64
+
+
+@dataclass
+class PrepareConfig:
+    datasets: list[DatasetSpec]
+    seed: int = 0
+    scales: tuple[int, ...] = (4, 8)
+    framing_config: str | None = None
+    parser: ParserConfig = field(default_factory=ParserConfig)
+
+
+def _known(cls, raw: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    return raw
+
+
+def load_prepare_config(path: str | Path | None = None) -> PrepareConfig:
+    raw = yaml.safe_load(Path(path or DEFAULT_PREPARE_CONFIG).read_text())
+    parser_raw = _known(ParserConfig, dict(raw.pop("parser", {}) or {}))
+    if "channels" in parser_raw:
+        parser_raw["channels"] = tuple(parser_raw["channels"])
+    datasets = [DatasetSpec(**_known(DatasetSpec, entry)) for entry in raw.pop("datasets")]
+    raw = _known(PrepareConfig, raw)
+    if "scales" in raw:
+        raw["scales"] = tuple(raw["scales"])
+    return PrepareConfig(datasets=datasets, parser=ParserConfig(**parser_raw), **raw)

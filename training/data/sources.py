@@ -1,0 +1,74 @@
+"""Which face images prepare-data reads: the datasets of ../shared/data or a user's folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# The benchmark is evaluation data: prepare-data refuses to read from a folder with this name.
+FORBIDDEN_FOLDER_NAMES = ("helen50",)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One folder of face images (+ optional masks with the same stems)."""
+
+    name: str
+    images: str
+    framing: str
+    masks: str | None = None
+    val_count: int = 0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    dataset: str
+    framing: str
+    image: Path
+    mask: Path | None
+    relative_path: str  # of the image, relative to the source root
+
+
+def _find_masks(mask_dir: Path) -> dict[str, Path]:
+    return {path.stem: path for path in mask_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _check_allowed(folder: Path) -> None:
+    for part in folder.resolve().parts:
+        if part.lower() in FORBIDDEN_FOLDER_NAMES:
+            raise ValueError(f"{folder}: {part} is the evaluation benchmark and must never be used for training")
+
+
+def discover_records(source_root: Path, datasets: list[DatasetSpec]) -> tuple[list[ImageRecord], list[str]]:
+    """Records of every dataset whose image folder exists (sorted by file name), and notes on
+    the datasets that were not found."""
+    records: list[ImageRecord] = []
+    notes: list[str] = []
+    for spec in datasets:
+        image_dir = source_root / spec.images
+        if not image_dir.is_dir():
+            notes.append(f"{spec.name}: {image_dir} not found, skipped")
+            continue
+        _check_allowed(image_dir)
+        masks: dict[str, Path] = {}
+        if spec.masks is not None:
+            mask_dir = source_root / spec.masks
+            if mask_dir.is_dir():
+                masks = _find_masks(mask_dir)
+            else:
+                notes.append(f"{spec.name}: mask folder {mask_dir} not found, parsing maps will be predicted")
+        for path in sorted(image_dir.iterdir()):
+            if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            records.append(
+                ImageRecord(
+                    dataset=spec.name,
+                    framing=spec.framing,
+                    image=path,
+                    mask=masks.get(path.stem),
+                    relative_path=path.relative_to(source_root).as_posix(),
+                )
+            )
+    return records, notes
