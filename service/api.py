@@ -49,6 +49,14 @@ from service.settings import ServiceSettings
 log = logging.getLogger("portraitsr.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SCALES = (4, 8)
+# Bounded queue in one atomic round trip: add the job only while the stream is below the limit.
+ENQUEUE_IF_ROOM = """
+local depth = redis.call('XLEN', KEYS[1])
+if depth >= tonumber(ARGV[1]) then return {0, depth} end
+return {redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2)), depth}
+"""
+# Small images are decoded and encoded on the event loop: cheaper than a hop to the thread pool.
+INLINE_CODEC_BYTES = 64 * 1024
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 ERROR_SCHEMA = {
@@ -117,6 +125,7 @@ class JobBroker:
         self.reply_stream = reply_stream_key(settings, self.instance_id)
         self.redis = redis_client(settings, 5)
         self.waiting: dict[str, asyncio.Future] = {}
+        self.enqueue_script = self.redis.register_script(ENQUEUE_IF_ROOM)
         self.queue_depth = 0
         self.throughput = 0.0  # images/s over all workers, measured
         self.tasks: list[asyncio.Task] = []
@@ -185,16 +194,6 @@ class JobBroker:
 
     async def submit(self, image: DecodedImage, scale: int, deadline: float) -> Reply:
         settings = self.settings
-        try:
-            depth = await self.redis.xlen(settings.stream)
-        except RedisError as error:
-            raise ApiError(503, "queue_unavailable", f"the job queue is unreachable: {error}", "error") from error
-        if depth >= settings.queue_max_length:
-            retry = self.retry_after_s(depth)
-            raise ApiError(
-                429, "queue_full", f"{depth} jobs are queued (limit {settings.queue_max_length}); retry in {retry} s",
-                "rejected_429", {"Retry-After": str(retry)},
-            )
         height, width = image.rgb.shape[:2]
         job = Job(
             job_id=uuid.uuid4().hex, reply_to=self.reply_stream, scale=scale, height=height, width=width,
@@ -202,11 +201,19 @@ class JobBroker:
         )
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiting[job.job_id] = future
+        flat = [item for pair in job.to_fields().items() for item in pair]
         try:
-            entry_id = await self.redis.xadd(settings.stream, job.to_fields())
+            entry_id, depth = await self.enqueue_script(keys=[settings.stream], args=[settings.queue_max_length, *flat])
         except RedisError as error:
             self.waiting.pop(job.job_id, None)
             raise ApiError(503, "queue_unavailable", f"the job queue is unreachable: {error}", "error") from error
+        if not entry_id:
+            self.waiting.pop(job.job_id, None)
+            retry = self.retry_after_s(depth)
+            raise ApiError(
+                429, "queue_full", f"{depth} jobs are queued (limit {settings.queue_max_length}); retry in {retry} s",
+                "rejected_429", {"Retry-After": str(retry)},
+            )
         try:
             return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.time()))
         except TimeoutError as error:
@@ -308,7 +315,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 raise ApiError(400, "bad_format", f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {format!r}", "bad_input")
             data = await read_image_bytes(request)
             try:
-                image = await run_in_threadpool(decode_image, data, limits)
+                if len(data) <= INLINE_CODEC_BYTES:
+                    image = decode_image(data, limits)
+                else:
+                    image = await run_in_threadpool(decode_image, data, limits)
             except ImageInputError as error:
                 raise ApiError(error.status, error.code, error.reason, "bad_input") from error
             deadline = time.time() + settings.job_deadline_s
@@ -319,7 +329,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 if reply.status == "dead_lettered":
                     metrics.dead_letters.inc()
                 raise ApiError(500, reply.status, reply.meta.get("error", "the job failed"), "error")
-            body = await run_in_threadpool(lambda: encode_image(compose_output(reply.sr_array(), image.alpha), format))
+            def encode() -> bytes:
+                return encode_image(compose_output(reply.sr_array(), image.alpha), format)
+
+            small = len(reply.pixels) <= 4 * INLINE_CODEC_BYTES and format == "png"
+            body = encode() if small else await run_in_threadpool(encode)
         except ApiError as error:
             metrics.requests.labels(error.outcome).inc()
             metrics.request_seconds.labels(error.outcome).observe(time.perf_counter() - started)

@@ -42,7 +42,9 @@ class ServiceSettings(BaseSettings):
     execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
     max_batch_size: int = Field(8, ge=1)
-    max_batch_wait_ms: float = Field(5.0, ge=0, description="how long a worker waits to fill a batch")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, description="how long an idle worker waits to fill a batch (a busy one batches what queued meanwhile)"
+    )
 
     # Input limits ------------------------------------------------------------------------------
     max_upload_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger bodies get 413")

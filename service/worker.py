@@ -167,15 +167,38 @@ class Worker:
 
     # -- the job loop ------------------------------------------------------------------------
     async def _serve_jobs(self) -> None:
+        """A reader task keeps a small local buffer filled from Redis while the runner runs batches
+        from it, so the next batch gathers while the model is busy and starts the moment it is free."""
+        self.buffer: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.buffer_space = asyncio.Event()
+        reader = asyncio.create_task(self._read_loop())
+        try:
+            await self._run_loop(reader)
+        finally:
+            if not reader.done():
+                reader.cancel()
+
+    async def _read_loop(self) -> None:
+        settings = self.settings
         group_ready = False
         while not self.stopping.is_set():
             try:
                 if not group_ready:
                     await self._ensure_group()
                     group_ready = True
-                batch = await self._collect()
-                if batch:
-                    await self._process(batch)
+                room = settings.max_batch_size - self.buffer.qsize()
+                if room <= 0:
+                    self.buffer_space.clear()
+                    await self.buffer_space.wait()
+                    continue
+                deliveries: list[Delivery] = []
+                if time.monotonic() - self.last_claim >= settings.claim_idle_ms / 2000:
+                    self.last_claim = time.monotonic()
+                    deliveries = await self._claim_orphans(room)
+                if not deliveries:
+                    deliveries = await self._read(room, IDLE_READ_BLOCK_MS)
+                for delivery in deliveries:
+                    self.buffer.put_nowait(delivery)
             except REDIS_DOWN as error:
                 self.redis_ok = False
                 log.warning("redis unavailable (%s); retrying", error)
@@ -185,6 +208,50 @@ class Worker:
                 log.warning("redis error (%s); re-creating the consumer group", error)
                 group_ready = False
                 await asyncio.sleep(0.2)
+
+    async def _next_from_buffer(self, timeout_s: float | None, also: set[asyncio.Future]) -> Delivery | None:
+        """One buffered job, or None when ``timeout_s`` passes or one of ``also`` completes first."""
+        if not self.buffer.empty():
+            return self.buffer.get_nowait()
+        getter = asyncio.ensure_future(self.buffer.get())
+        done, _ = await asyncio.wait({getter, *also}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def _run_loop(self, reader: asyncio.Task) -> None:
+        settings = self.settings
+        stop_waiter = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while True:
+                if self.buffer.empty() and reader.done():
+                    return  # stopping, and everything read has been run
+                first = await self._next_from_buffer(None, {reader})
+                if first is None:
+                    continue
+                batch = [first]
+                fill_until = time.monotonic() + settings.max_batch_wait_ms / 1000
+                while len(batch) < settings.max_batch_size:
+                    if not self.buffer.empty():
+                        batch.append(self.buffer.get_nowait())
+                        continue
+                    remaining = fill_until - time.monotonic()
+                    if remaining <= 0 or self.stopping.is_set():
+                        break
+                    more = await self._next_from_buffer(remaining, {stop_waiter})
+                    if more is None:
+                        break
+                    batch.append(more)
+                self.buffer_space.set()
+                try:
+                    await self._process(batch)
+                except REDIS_DOWN + (ResponseError,) as error:
+                    # Not acknowledged: the jobs stay pending and are claimed again once Redis is back.
+                    log.warning("could not finish a batch of %d (%s)", len(batch), error)
+                    self.in_hand.difference_update(d.entry_id for d in batch)
+        finally:
+            stop_waiter.cancel()
 
     async def _ensure_group(self) -> None:
         try:
@@ -201,26 +268,6 @@ class Worker:
         deliveries = [Delivery(entry_id, fields, 1) for _, entries in response or [] for entry_id, fields in entries]
         self.in_hand.update(d.entry_id for d in deliveries)
         return deliveries
-
-    async def _collect(self) -> list[Delivery]:
-        """Up to max_batch_size jobs: orphans first, then new ones, waiting at most max_batch_wait_ms to fill."""
-        settings = self.settings
-        batch: list[Delivery] = []
-        if time.monotonic() - self.last_claim >= settings.claim_idle_ms / 2000:
-            self.last_claim = time.monotonic()
-            batch += await self._claim_orphans(settings.max_batch_size)
-        if not batch:
-            batch += await self._read(settings.max_batch_size, IDLE_READ_BLOCK_MS)
-        if not batch:
-            return batch
-        fill_until = time.monotonic() + settings.max_batch_wait_ms / 1000
-        while len(batch) < settings.max_batch_size and not self.stopping.is_set():
-            remaining_ms = (fill_until - time.monotonic()) * 1000
-            if remaining_ms <= 0:
-                break
-            more = await self._read(settings.max_batch_size - len(batch), int(min(remaining_ms, 100)) or 1)
-            batch += more
-        return batch
 
     async def _claim_orphans(self, count: int) -> list[Delivery]:
         """Jobs pending on some consumer for longer than claim_idle_ms: claim them, or dead-letter them."""
