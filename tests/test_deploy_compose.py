@@ -162,3 +162,13 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
     dashboard = json.loads(dashboard_path().read_text())
     uids = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]}
     assert uids == {datasource["uid"]}
+
+
+def test_stop_grace_period_covers_the_drain(monkeypatch):
+    services = compose_config("gpu")["services"]
+    for name in ("api", "worker", "worker-gpu"):
+        settings = effective_settings(services[name].get("environment") or {}, monkeypatch)
+        grace = services[name]["stop_grace_period"]
+        seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
+        # The API drains for job_deadline_s + 1 s; a worker's batch holds only jobs younger than the deadline.
+        assert seconds > settings.job_deadline_s + 1, (name, grace)
