@@ -268,3 +268,38 @@ def test_the_benchmark_is_refused(tmp_path):
     Image.new("RGB", (128, 128)).save(tmp_path / "helen50/hr/a.jpg")
     with pytest.raises(ValueError, match="benchmark"):
         discover_records(tmp_path, [DatasetSpec(name="h", images="helen50/hr", framing="helen50")])
+
+
+def test_full_celebamask_layout_with_per_part_masks(tmp_path):
+    """CelebA-HQ-img/<i>.jpg at twice the mask size, CelebAMask-HQ-mask-anno/<k>/<i:05d>_<part>.png."""
+    from training.data.celebamask_parts import PART_NAMES
+
+    images = tmp_path / "CelebA-HQ-img"
+    images.mkdir()
+    expected_ids = {}
+    for index in range(2):
+        image, _, _ = preset_face("celeba-hq", 256, seed=50 + index)
+        image.save(images / f"{index}.jpg", quality=95)
+        _, ids, _ = preset_face("celeba-hq", 128, seed=50 + index)
+        expected_ids[index] = ids
+        for class_id, part in enumerate(PART_NAMES, start=1):
+            if (ids == class_id).any():
+                folder = tmp_path / "CelebAMask-HQ-mask-anno" / str(index // 2000)
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(((ids == class_id) * 255).astype(np.uint8)).convert("RGB").save(
+                    folder / f"{index:05d}_{part}.png"
+                )
+    out = tmp_path / "cache"
+    code = main(
+        ["prepare-data", "--images", str(images), "--masks", str(tmp_path / "CelebAMask-HQ-mask-anno"),
+         "--framing", "celeba-hq", "--val-count", "0", "--out", str(out), "--no-progress"]
+    )
+    assert code == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [entry["parsing"] for entry in index] == ["mask", "mask"]
+    assert [entry["source"] for entry in index] == ["CelebA-HQ-img/0.jpg", "CelebA-HQ-img/1.jpg"]
+    parsing = np.load(out / "parsing.npy")
+    framer = load_framing_config().framer("celeba-hq")
+    for row in range(2):
+        expected = compact_from_celebamask(framer.frame_mask(expected_ids[row]))
+        assert np.array_equal(parsing[row], expected)

@@ -21,6 +21,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm import tqdm
 
+from training.data.celebamask_parts import PartMasks
 from training.data.degrade import bicubic_downsample
 from training.data.framing import FaceFramer, FramingConfig
 from training.data.framing_check import celebamask_landmarks, compact_landmarks, summarize_landmarks
@@ -57,9 +58,9 @@ class PrepareResult:
     summary: dict = field(default_factory=dict)
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def _read_mask(path: Path | PartMasks) -> np.ndarray:
     try:
-        return _read_mask_unchecked(path)
+        return path.read() if isinstance(path, PartMasks) else _read_mask_unchecked(path)
     except MaskError:
         raise
     except Exception as error:

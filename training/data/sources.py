@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.data.celebamask_parts import PartMasks, find_part_masks
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # The benchmark is evaluation data: prepare-data refuses to read from a folder with this name.
@@ -27,12 +29,16 @@ class ImageRecord:
     dataset: str
     framing: str
     image: Path
-    mask: Path | None
+    mask: Path | PartMasks | None  # an id mask image, or CelebAMask-HQ's per-part files
     relative_path: str  # of the image, relative to the source root
 
 
-def _find_masks(mask_dir: Path) -> dict[str, Path]:
-    return {path.stem: path for path in mask_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES}
+def _find_masks(mask_dir: Path) -> dict[str, Path | PartMasks]:
+    """Id masks named like the images, or else the original per-part CelebAMask-HQ layout."""
+    masks: dict[str, Path | PartMasks] = {
+        path.stem: path for path in mask_dir.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    }
+    return masks or dict(find_part_masks(mask_dir))
 
 
 def _check_allowed(folder: Path) -> None:
@@ -52,9 +58,9 @@ def discover_records(source_root: Path, datasets: list[DatasetSpec]) -> tuple[li
             notes.append(f"{spec.name}: {image_dir} not found, skipped")
             continue
         _check_allowed(image_dir)
-        masks: dict[str, Path] = {}
+        masks: dict[str, Path | PartMasks] = {}
         if spec.masks is not None:
-            mask_dir = source_root / spec.masks
+            mask_dir = source_root / spec.masks  # an absolute spec.masks stays absolute
             if mask_dir.is_dir():
                 masks = _find_masks(mask_dir)
             else:
