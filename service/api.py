@@ -245,7 +245,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     metrics = ApiMetrics()
     broker = JobBroker(settings, metrics)
-    limits = ImageLimits(settings.max_upload_bytes, settings.max_input_pixels, settings.max_input_side, settings.min_input_side)
+
+    def limits_for(scale: int) -> ImageLimits:
+        """The byte and pixel limits, with the side limit tightened so the output stays within max_output_side."""
+        side = max(1, min(settings.max_input_side, settings.max_output_side // scale))
+        return ImageLimits(settings.max_upload_bytes, min(settings.max_input_pixels, side * side), side, settings.min_input_side)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -316,9 +320,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             data = await read_image_bytes(request)
             try:
                 if len(data) <= INLINE_CODEC_BYTES:
-                    image = decode_image(data, limits)
+                    image = decode_image(data, limits_for(scale))
                 else:
-                    image = await run_in_threadpool(decode_image, data, limits)
+                    image = await run_in_threadpool(decode_image, data, limits_for(scale))
             except ImageInputError as error:
                 raise ApiError(error.status, error.code, error.reason, "bad_input") from error
             deadline = time.time() + settings.job_deadline_s

@@ -80,8 +80,8 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
         raise ImageInputError(
             413,
             "too_many_pixels",
-            f"the image is {width}×{height}; the limit is {limits.max_side} pixels per side and "
-            f"{limits.max_pixels} pixels (this model is for small faces)",
+            f"the image is {width}×{height}; the limit here is {limits.max_side} pixels per side "
+            f"({limits.max_pixels} pixels): the model upscales small faces, not photos",
         )
     if min(width, height) < limits.min_side:
         raise ImageInputError(400, "too_small", f"the image is {width}×{height}; the minimum side is {limits.min_side}")

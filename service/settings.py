@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
         512 * 512, ge=1, description="header-declared pixels above this get 413 before decoding"
     )
     max_input_side: int = Field(512, ge=1, description="input width or height above this gets 413")
+    max_output_side: int = Field(
+        512, ge=1, description="scale × input side above this gets 413: 64 px inputs at ×8, 128 px at ×4 (faces)"
+    )
     min_input_side: int = Field(1, ge=1, description="input width or height below this gets 400")
 
     # Processes -------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ BAD_AND_ODD_INPUTS = {
     "text": (b"just some text", {}, 415, "unsupported_format"),
     "truncated png": (png_bytes(face_like(32, 32))[:80], {}, 400, "corrupt_image"),
     "50000x50000 header": (fake_png_header(50000, 50000), {}, 413, "too_many_pixels"),
+    "70x70 at x8 (output over 512)": (png_bytes(face_like(70, 70)), {"scale": 8}, 413, "too_many_pixels"),
     "wrong scale": (png_bytes(face_like(16, 16)), {"scale": 3}, 400, "bad_scale"),
     "scale not a number": (png_bytes(face_like(16, 16)), {"scale": "x"}, 400, "bad_request"),
     "wrong format": (png_bytes(face_like(16, 16)), {"format": "gif"}, 400, "bad_format"),
