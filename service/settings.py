@@ -34,7 +34,7 @@ class ServiceSettings(BaseSettings):
     job_deadline_s: float = Field(30.0, gt=0, description="a job not answered by then gets 504")
     claim_idle_ms: int = Field(5000, ge=1, description="a job pending this long on a dead worker is claimed")
     max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
-    result_ttl_s: int = Field(60, ge=1, description="reply streams and job records expire after this")
+    result_ttl_s: int = Field(60, ge=1, description="an unread reply stream expires after this")
     heartbeat_ttl_s: float = Field(5.0, gt=0, description="a worker whose heartbeat is older is dead")
 
     # Model and inference ---------------------------------------------------------------------

@@ -94,6 +94,7 @@ class Supervisor:
     def _worker_env(self, index: int) -> dict[str, str]:
         env = settings_environment(self.settings)
         env["PORTRAITSR_WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port + index)
+        env["PORTRAITSR_WORKER_METRICS_HOST"] = self.settings.api_host  # one machine: no wider than the API
         return env
 
     def _on_signal(self, sig: int, _frame) -> None:
