@@ -1,0 +1,62 @@
+"""`portraitsr evaluate`: PSNR-Y / SSIM-Y / LPIPS of a model and of bicubic on a folder of HR faces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Score a checkpoint or ONNX model against bicubic (PSNR-Y, SSIM-Y, LPIPS) on a folder of HR faces."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint (.pt) or exported model (.onnx); omit for bicubic only",
+    )
+    parser.add_argument(
+        "--config", default=None, help="model config name or YAML path, if the checkpoint does not carry one"
+    )
+    parser.add_argument("--scale", type=int, default=None, help="4 or 8 (default: the checkpoint's, else 8)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data/helen50/hr"),
+        help="folder of HR images (default: Helen-50)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write per-image and mean scores here")
+    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (no pretrained weights needed)")
+    parser.add_argument("--weights-dir", default=None, help="pretrained-weights cache (see fetch-weights)")
+    parser.add_argument("--device", default="cpu", help="torch device for checkpoints and LPIPS")
+    parser.add_argument("--batch-size", type=int, default=10)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.evaluation import CheckpointUpscaler, OnnxUpscaler, evaluate_folder, format_table
+    from training.metrics import load_lpips
+
+    upscaler = None
+    scale = args.scale
+    if args.model is not None:
+        if args.model.suffix.lower() == ".onnx":
+            upscaler = OnnxUpscaler(args.model)
+        else:
+            upscaler = CheckpointUpscaler(args.model, args.config, args.device)
+            if scale is not None and scale != upscaler.scale:
+                raise SystemExit(f"--scale {scale} but {args.model} is a ×{upscaler.scale} model")
+            scale = upscaler.scale
+    scale = scale or 8
+    lpips_net = None if args.no_lpips else load_lpips(args.weights_dir, args.device)
+    with torch.inference_mode():
+        result = evaluate_folder(args.data, scale, upscaler, lpips_net, args.batch_size)
+    result["model"] = None if args.model is None else str(args.model)
+    print(format_table(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

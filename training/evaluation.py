@@ -1,0 +1,203 @@
+"""The evaluation protocol (design.md §2): HR → Pillow-bicubic LR → model → SR rounded to uint8,
+scored with PSNR-Y, SSIM-Y and LPIPS beside plain bicubic upsampling on the same images.
+
+Models are "upscalers": callables from a batch of LR images (N×h×w×3 uint8) to SR images
+(N×H×W×3 uint8). One runs an exported ONNX file through ONNX Runtime (the release contract:
+input ``lr``, output ``sr``, N×3×h×w float32 in [0, 1]); one runs a training checkpoint in PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.data.degrade import bicubic_downsample
+from training.metrics import lpips, psnr_y, ssim_y
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+METRICS = ("psnr_y", "ssim_y", "lpips")
+
+Upscaler = Callable[[np.ndarray], np.ndarray]
+
+
+def load_hr_folder(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray]]:
+    """(file name, H×W×3 uint8 RGB) for every image in ``folder``, sorted by name."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images in {folder}")
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+        if rgb.shape[0] % scale or rgb.shape[1] % scale:
+            raise ValueError(f"{path}: size {rgb.shape[1]}×{rgb.shape[0]} is not a multiple of ×{scale}")
+        images.append((path.name, rgb))
+    return images
+
+
+def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    """The baseline: Pillow bicubic LR → HR, h×w×3 uint8 → (s·h)×(s·w)×3 uint8."""
+    height, width = lr.shape[:2]
+    return np.asarray(Image.fromarray(lr).resize((width * scale, height * scale), Image.BICUBIC))
+
+
+def to_uint8(sr: np.ndarray) -> np.ndarray:
+    """N×3×H×W float in [0, 1] → N×H×W×3 uint8, rounded (the protocol scores rounded images)."""
+    return (
+        np.clip(np.round(np.asarray(sr, dtype=np.float64) * 255.0), 0, 255)
+        .astype(np.uint8)
+        .transpose(0, 2, 3, 1)
+    )
+
+
+def to_model_input(lr: np.ndarray) -> np.ndarray:
+    """N×h×w×3 uint8 → N×3×h×w float32 in [0, 1] (the release contract's ``lr``)."""
+    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+class OnnxUpscaler:
+    """An exported model through ONNX Runtime (CPU), input ``lr`` / output ``sr``."""
+
+    def __init__(self, path: str | Path, input_name: str = "lr", output_name: str = "sr") -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if input_name not in inputs or output_name not in outputs:
+            raise ValueError(
+                f"{path}: expected input {input_name!r} / output {output_name!r}, has {inputs} / {outputs}"
+            )
+        self.input_name, self.output_name = input_name, output_name
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        (sr,) = self.session.run([self.output_name], {self.input_name: to_model_input(lr)})
+        return to_uint8(sr)
+
+
+class CheckpointUpscaler:
+    """A training checkpoint (``{"model": state_dict, "model_config": dict, ...}``) in PyTorch."""
+
+    def __init__(self, path: str | Path, config: str | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from model.config import ModelConfig, load_model_config
+        from model.network import PortraitSR
+
+        checkpoint = _load_checkpoint(Path(path))
+        state = checkpoint.get("model", checkpoint)  # or a bare state dict
+        if config is not None:
+            self.config = load_model_config(config)
+        elif "model_config" in checkpoint:
+            self.config = ModelConfig.from_dict(checkpoint["model_config"])
+        else:
+            raise ValueError(f"{path} carries no model_config: pass --config")
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+        self.net = PortraitSR(self.config)
+        self.net.load_state_dict(state)
+        self.net.to(device).eval()
+        self.device = device
+        self._torch = torch
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            sr = self.net(torch.from_numpy(to_model_input(lr)).to(self.device)).sr
+        return to_uint8(sr.float().cpu().numpy())
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    try:  # slim (fine-tuning) checkpoints hold only tensors and plain values
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # full training checkpoints also hold random states (NumPy arrays): a full unpickle,
+        # acceptable for a checkpoint you trained yourself.
+        from training.checkpoint import load_checkpoint
+
+        return load_checkpoint(path)
+
+
+def _scores(sr: np.ndarray, hr: np.ndarray, distance: float | None) -> dict[str, float | None]:
+    return {"psnr_y": psnr_y(sr, hr), "ssim_y": ssim_y(sr, hr), "lpips": distance}
+
+
+def _mean(rows: list[dict[str, Any]], method: str) -> dict[str, float | None]:
+    means: dict[str, float | None] = {}
+    for metric in METRICS:
+        values = [row[method][metric] for row in rows]
+        # An identical image's infinite PSNR would make the mean infinite: that is the honest answer.
+        means[metric] = None if any(v is None for v in values) else float(np.mean(values))
+    return means
+
+
+def evaluate_folder(
+    hr_dir: str | Path,
+    scale: int,
+    upscaler: Upscaler | None = None,
+    lpips_net: Any | None = None,
+    batch_size: int = 10,
+) -> dict[str, Any]:
+    """Score ``upscaler`` (if any) and bicubic on every image of ``hr_dir``; JSON-ready result.
+
+    ``lpips_net``: from ``training.metrics.load_lpips()``; None leaves LPIPS out (null in JSON).
+    """
+    images = load_hr_folder(hr_dir, scale)
+    methods = ["bicubic"] if upscaler is None else ["model", "bicubic"]
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        hr = np.stack([image for _, image in chunk])
+        lr = np.stack([bicubic_downsample(image, scale) for image in hr])
+        outputs = {"bicubic": np.stack([bicubic_upscale(image, scale) for image in lr])}
+        if upscaler is not None:
+            outputs["model"] = upscaler(lr)
+            if outputs["model"].shape != hr.shape:
+                raise ValueError(
+                    f"model output {outputs['model'].shape} does not match HR {hr.shape} at ×{scale}"
+                )
+        distances = {
+            m: (lpips(outputs[m], hr, lpips_net) if lpips_net is not None else None) for m in methods
+        }
+        for i, (name, image) in enumerate(chunk):
+            row: dict[str, Any] = {"name": name}
+            for method in methods:
+                distance = None if distances[method] is None else float(distances[method][i])
+                row[method] = _scores(outputs[method][i], image, distance)
+            rows.append(row)
+    return {
+        "data": str(hr_dir),
+        "scale": scale,
+        "count": len(rows),
+        "mean": {method: _mean(rows, method) for method in methods},
+        "images": rows,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The mean scores as a small text table, model first, then bicubic."""
+
+    def cell(value: float | None, digits: int) -> str:
+        if value is None:
+            return "-"
+        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+    lines = [f"×{result['scale']} on {result['count']} images of {result['data']}",
+             f"{'method':10s} {'PSNR-Y':>8s} {'SSIM-Y':>8s} {'LPIPS':>8s}"]  # fmt: skip
+    for method, means in result["mean"].items():
+        lines.append(
+            f"{method:10s} {cell(means['psnr_y'], 2):>8s} {cell(means['ssim_y'], 4):>8s} {cell(means['lpips'], 4):>8s}"
+        )
+    return "\n".join(lines)
