@@ -40,12 +40,13 @@ def reference_output(manifest: Path, scale: int, image_path: Path) -> np.ndarray
     return np.asarray(compose_output(sr_to_uint8(sr), decoded.alpha))
 
 
-def test_folder_with_a_broken_file_writes_the_good_one_and_fails(manifest, tmp_path):
+def test_folder_with_broken_and_too_large_files_writes_the_good_one_and_fails(manifest, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "face.png").write_bytes(png_bytes(synthetic_face(16)))
     good = png_bytes(synthetic_face(16, hue_shift=40))
     (inputs / "broken.png").write_bytes(good[: len(good) // 2])  # a truncated PNG
+    (inputs / "large.png").write_bytes(png_bytes(synthetic_face(80)))  # ×8 would be 640 px: over 512
     output = tmp_path / "out"
 
     result = run_upscale(inputs, "-o", output, "--scale", "8", "--manifest", manifest)
@@ -56,7 +57,8 @@ def test_folder_with_a_broken_file_writes_the_good_one_and_fails(manifest, tmp_p
         assert written.size == (128, 128)
         assert np.array_equal(np.asarray(written.convert("RGB")), reference_output(manifest, 8, inputs / "face.png"))
     assert "broken.png" in result.stderr
-    assert "1 input(s) failed" in result.stderr
+    assert "large.png" in result.stderr and "80×80" in result.stderr
+    assert "2 input(s) failed" in result.stderr
 
 
 def test_same_size_inputs_are_batched_with_the_same_results_as_alone(manifest, tmp_path):

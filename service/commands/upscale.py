@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
-    parser.add_argument("--max-side", type=int, default=512, help="refuse inputs with a longer side (default: 512)")
+    parser.add_argument(
+        "--max-output-side", type=int, default=512, metavar="PIXELS",
+        help="refuse inputs whose output would have a longer side, as the API does (default: 512: 64-px inputs at x8)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from service.settings import DEFAULT_MANIFEST
     from service.upscale_files import UpscaleOptions, UpscaleReport, collect_inputs, upscale_files
 
-    if min(args.batch_size, args.max_side, args.compare_zoom) < 1 or args.threads < 0:
-        print("error: --batch-size, --max-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
+    if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
+        print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
     manifest_path = args.manifest or DEFAULT_MANIFEST
     try:
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return EXIT_USAGE
 
+    max_side = max(1, args.max_output_side // args.scale)
     runner = ModelRunner(specs[args.scale], preference=args.provider, intra_op_threads=args.threads)
     if runner.fallback_reason:
         print(f"note: {runner.fallback_reason}", file=sys.stderr)
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         compare=args.compare,
         compare_zoom=args.compare_zoom,
-        limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=args.max_side**2, max_side=args.max_side),
+        limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side),
     )
     with tqdm(total=len(inputs), unit="image", disable=args.no_progress, file=sys.stderr) as progress:
         upscale_files(
