@@ -144,7 +144,7 @@ class JobBroker:
         await self.redis.aclose()
 
     async def _read_replies(self) -> None:
-        last_id = b"$"
+        last_id = b"0-0"  # the stream is this instance's own: read all of it, even across reconnects
         while True:
             try:
                 response = await self.redis.xread({self.reply_stream: last_id}, count=256, block=1000)

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from service.manifest import ManifestError, load_manifest
 from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.serve")
@@ -101,6 +102,11 @@ class Supervisor:
         self.stop_signal = sig
 
     def run(self) -> int:
+        try:
+            load_manifest(self.settings.manifest_path)  # fail now, not in a worker restart loop
+        except ManifestError as error:
+            log.error("cannot serve: %s", error)
+            return 2
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         redis_dir = tempfile.mkdtemp(prefix="portraitsr-redis-")
@@ -112,6 +118,8 @@ class Supervisor:
                 self.settings = self.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{self.redis_port}/0"})
                 log.info("private redis-server on 127.0.0.1:%d", self.redis_port)
             self.workers = [self._spawn("worker", self._worker_env(i)) for i in range(self.settings.workers)]
+            self.restart_delay = [0.0] * len(self.workers)
+            self.restart_at = [0.0] * len(self.workers)
             self.api = self._spawn("api", settings_environment(self.settings))
             return self._watch()
         finally:
@@ -126,7 +134,10 @@ class Supervisor:
                 log.error("the API exited with status %s; stopping", self.api.returncode)
                 return 1
             for index, worker in enumerate(self.workers):
-                if worker is not None and worker.poll() is not None:
+                if worker is not None and worker.poll() is not None and time.monotonic() >= self.restart_at[index]:
+                    # Back off when a worker keeps dying, so a broken one does not spin.
+                    self.restart_delay[index] = min(30.0, self.restart_delay[index] * 2 or 1.0)
+                    self.restart_at[index] = time.monotonic() + self.restart_delay[index]
                     log.warning("worker %d exited with status %s; restarting it", index, worker.returncode)
                     self.workers[index] = self._spawn("worker", self._worker_env(index))
             if self.redis is not None and self.redis.poll() is not None:
