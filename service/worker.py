@@ -316,7 +316,8 @@ class Worker:
         self.metrics.jobs.labels("dead_lettered").inc()
         log.warning("job %s dead-lettered after %d deliveries: %s", entry_id.decode(), deliveries, reason)
 
-    async def _finish(self, entry_id: bytes, reply_to: str | None, reply: Reply | None, pipe) -> None:
+    def _finish(self, entry_id: bytes, reply_to: str | None, reply: Reply | None, pipe) -> None:
+        """Queue on ``pipe``: the reply (if any), then the acknowledgement and deletion of the job."""
         if reply is not None and reply_to:
             pipe.xadd(reply_to, reply.to_fields(), maxlen=REPLY_STREAM_MAXLEN, approximate=True)
             pipe.expire(reply_to, self.settings.result_ttl_s)
@@ -335,16 +336,16 @@ class Worker:
                 self.metrics.jobs.labels("bad_job").inc()
                 reply_to = delivery.fields.get(b"reply", b"").decode() or None
                 job_id = delivery.fields.get(b"id", b"").decode()
-                await self._finish(delivery.entry_id, reply_to, Reply(job_id, "bad_job", {"error": str(error)}), pipe)
+                self._finish(delivery.entry_id, reply_to, Reply(job_id, "bad_job", {"error": str(error)}), pipe)
                 continue
             if job.expired(now):
                 self.metrics.jobs.labels("expired").inc()
-                await self._finish(delivery.entry_id, None, None, pipe)  # its client already had a 504
+                self._finish(delivery.entry_id, None, None, pipe)  # its client already had a 504
                 continue
             if job.scale not in self.runners:
                 self.metrics.jobs.labels("bad_job").inc()
                 reply = Reply(job.job_id, "no_model", {"error": f"no model for scale {job.scale}"})
-                await self._finish(delivery.entry_id, job.reply_to, reply, pipe)
+                self._finish(delivery.entry_id, job.reply_to, reply, pipe)
                 continue
             groups.setdefault((job.scale, job.height, job.width), []).append((delivery, job))
         await pipe.execute()
@@ -385,7 +386,7 @@ class Worker:
                 "provider": runner.provider, "model": runner.spec.name, "worker": self.worker_id,
                 "deliveries": delivery.deliveries,
             }
-            await self._finish(delivery.entry_id, job.reply_to, Reply(job.job_id, "ok", meta, pixels.tobytes()), pipe)
+            self._finish(delivery.entry_id, job.reply_to, Reply(job.job_id, "ok", meta, pixels.tobytes()), pipe)
         pipe.incrby(completed_counter_key(self.settings), len(members))
         await pipe.execute()
         self.in_hand.difference_update(d.entry_id for d, _ in members)
