@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-duration-s", type=float, default=5.0)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads, workers and raw alike (0 = all cores)")
     parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--max-batch-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", type=Path, help="markdown report")
     parser.add_argument("--json", type=Path, help="all numbers")

@@ -43,7 +43,7 @@ class ServiceSettings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
     max_batch_size: int = Field(8, ge=1)
     max_batch_wait_ms: float = Field(
-        2.0, ge=0, description="how long an idle worker waits to fill a batch (a busy one batches what queued meanwhile)"
+        0.0, ge=0, description="how long an idle worker waits to fill a batch (a busy one batches what queued meanwhile)"
     )
 
     # Input limits ------------------------------------------------------------------------------
