@@ -57,6 +57,7 @@ return {redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2)), depth}
 """
 # Small images are decoded and encoded on the event loop: cheaper than a hop to the thread pool.
 INLINE_CODEC_BYTES = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # room for a form's boundaries and headers around the image
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 ERROR_SCHEMA = {
@@ -280,22 +281,28 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return error_response(ApiError(400, "bad_request", details, "bad_input"), request_id)
 
     async def read_image_bytes(request: Request) -> bytes:
+        """The image bytes, raw body or multipart field ``image``; the byte limit holds for both."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
             raise ApiError(413, "too_large", f"the body has {declared} bytes; the limit is {settings.max_upload_bytes}", "bad_input")
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=4, max_part_size=settings.max_upload_bytes + 1)
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise ApiError(400, "empty_body", "the multipart form has no file field `image`", "bad_input")
-            return await upload.read()
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
+            if len(body) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
+                raise ApiError(413, "too_large", f"the body is over the limit of {settings.max_upload_bytes} bytes", "bad_input")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             if len(body) > settings.max_upload_bytes:
                 raise ApiError(413, "too_large", f"the body is over the limit of {settings.max_upload_bytes} bytes", "bad_input")
-        return bytes(body)
+            return bytes(body)
+        request._body = bytes(body)  # Starlette parses the form from the body already read
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except Exception as error:
+            raise ApiError(400, "empty_body", f"the multipart form cannot be read: {error}", "bad_input") from error
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(400, "empty_body", "the multipart form has no file field `image`", "bad_input")
+        return await upload.read()
 
     @app.post(
         "/upscale",
@@ -333,6 +340,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 if reply.status == "dead_lettered":
                     metrics.dead_letters.inc()
                 raise ApiError(500, reply.status, reply.meta.get("error", "the job failed"), "error")
+
             def encode() -> bytes:
                 return encode_image(compose_output(reply.sr_array(), image.alpha), format)
 

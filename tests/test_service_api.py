@@ -211,3 +211,14 @@ def test_health_metrics_openapi_and_page(cluster):
     assert {p["name"] for p in operation["parameters"]} == {"scale", "format"}
     page = httpx.get(f"{cluster.url}/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_multipart_without_image_field_and_oversized_bodies(cluster):
+    no_image = httpx.post(f"{cluster.url}/upscale", files={"picture": ("a.png", png_bytes(face_like(16, 16)), "image/png")})
+    assert no_image.status_code == 400 and no_image.json()["error"] == "empty_body"
+    huge = b"\x89PNG" + b"\0" * (4 * 1024 * 1024 + 1)
+    for response in (
+        httpx.post(f"{cluster.url}/upscale", files={"image": ("a.png", huge, "image/png")}, timeout=30),
+        httpx.post(f"{cluster.url}/upscale", content=huge, timeout=30),
+    ):
+        assert response.status_code == 413 and response.json()["error"] == "too_large"
