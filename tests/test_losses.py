@@ -83,7 +83,7 @@ def test_all_five_terms_and_the_weighted_total(vgg_weights: Path) -> None:
         + 0.5 * terms["reconstruction"]
         + 0.001 * terms["diversity"]
     )
-    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    assert float(total.detach()) == pytest.approx(float(expected), rel=1e-6)
     total.backward()
     assert output.sr.grad is not None and output.sr.grad.abs().sum() > 0
     assert all(p.grad is None for p in loss.parameters())  # VGG16 stays frozen
