@@ -26,14 +26,21 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 class FaceParserUNet(nn.Module):
     def __init__(
-        self, num_classes: int, channels: tuple[int, ...] = (16, 32, 64, 128), work_size: int = 64
+        self,
+        num_classes: int,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        work_size: int = 64,
+        coordinates: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.channels = tuple(channels)
         self.work_size = work_size
+        # Faces are framed alike, so where a pixel is says much about its class: x, y inputs
+        # let a small network learn that prior quickly.
+        self.coordinates = coordinates
         self.encoders = nn.ModuleList()
-        in_channels = 3
+        in_channels = 5 if coordinates else 3
         for width in channels:
             self.encoders.append(_conv_block(in_channels, width))
             in_channels = width
@@ -48,6 +55,10 @@ class FaceParserUNet(nn.Module):
         x = (rgb - 0.5) / 0.25
         if tuple(size) != (self.work_size, self.work_size):
             x = F.interpolate(x, size=(self.work_size, self.work_size), mode="area")
+        if self.coordinates:
+            ramp = torch.linspace(-1.0, 1.0, self.work_size, dtype=x.dtype, device=x.device)
+            grid_y, grid_x = torch.meshgrid(ramp, ramp, indexing="ij")
+            x = torch.cat([x, torch.stack([grid_x, grid_y]).expand(x.shape[0], -1, -1, -1)], dim=1)
         skips = []
         for level, encoder in enumerate(self.encoders):
             if level:

@@ -44,6 +44,13 @@ def _to_work_size(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np
     return np.rint(small).astype(np.uint8), np.ascontiguousarray(labels[:, factor // 2 :: factor, factor // 2 :: factor])
 
 
+def _class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
+    frequency = np.bincount(labels.ravel(), minlength=NUM_COMPACT_CLASSES).astype(np.float64)
+    frequency = np.maximum(frequency / frequency.sum(), 1e-4)
+    weights = frequency**-power
+    return torch.tensor(weights / (weights * frequency).sum(), dtype=torch.float32)
+
+
 def _augment(rgb: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     # Flip (compact classes have no left/right) and brightness/contrast jitter: the unmasked
     # sources (UTKFace) differ from CelebA-HQ in exposure and sharpness.
@@ -86,10 +93,11 @@ def train_parser(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = FaceParserUNet(NUM_COMPACT_CLASSES, config.channels, config.work_size)
+    model = FaceParserUNet(NUM_COMPACT_CLASSES, config.channels, config.work_size, config.coordinates)
     # Train at the parser's working size: it sees its input there anyway, and skipping the
     # full-resolution resize and loss makes steps cheaper on a shared CPU.
     images, labels = _to_work_size(images, labels, config.work_size)
+    class_weights = _class_weights(labels, config.class_weight_power)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     _set_learning_rate(optimizer, config.learning_rate, 0.0)
     count = len(images)
@@ -107,7 +115,7 @@ def train_parser(
             rgb = _to_tensor(images[batch])
             target = torch.from_numpy(np.ascontiguousarray(labels[batch])).long()
             rgb, target = _augment(rgb, target, generator)
-            loss = F.cross_entropy(model(rgb), target)
+            loss = F.cross_entropy(model(rgb), target, weight=class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -209,6 +217,7 @@ def save_parser(model: FaceParserUNet, path, extra: dict) -> None:
             "num_classes": model.num_classes,
             "channels": list(model.channels),
             "work_size": model.work_size,
+            "coordinates": model.coordinates,
             "classes": list(COMPACT_CLASSES),
             **extra,
         },
@@ -220,7 +229,9 @@ def load_parser(path) -> FaceParserUNet:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if list(checkpoint["classes"]) != list(COMPACT_CLASSES):
         raise ValueError(f"{path}: parser classes {checkpoint['classes']} differ from {COMPACT_CLASSES}")
-    model = FaceParserUNet(checkpoint["num_classes"], tuple(checkpoint["channels"]), checkpoint["work_size"])
+    model = FaceParserUNet(
+        checkpoint["num_classes"], tuple(checkpoint["channels"]), checkpoint["work_size"], checkpoint["coordinates"]
+    )
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return model

@@ -23,6 +23,8 @@ class ParserConfig:
     learning_rate: float = 3e-3
     channels: tuple[int, ...] = (16, 32, 64, 128)
     work_size: int = 64
+    coordinates: bool = True  # x, y input channels (faces are framed alike)
+    class_weight_power: float = 0.5  # loss weight ∝ frequency^-power: eyes, brows, mouth are small
     seed: int = 0
     threads: int = 2
     predict_batch_size: int = 64
