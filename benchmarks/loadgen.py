@@ -6,8 +6,9 @@ Usage (against a running service)::
 
 Each concurrency level runs ``c`` client threads for ``--duration-s``; each thread sends one
 request, waits for the answer, sends the next. Raw ORT throughput is the same model in this
-process, with the same intra-op threads as the workers, at batch 1 and at the workers' max batch
-size. Efficiency = service images/s ÷ best raw images/s.
+process, with the same intra-op threads as the workers, at the workers' max batch size, measured
+just before and just after each level (the machine's load drifts); efficiency = service images/s
+÷ the mean of those two. Single-image latency alternates one raw run and one request.
 """
 
 from __future__ import annotations
@@ -152,39 +153,64 @@ def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise SystemExit(f"{url} is not ready")
 
 
-def measure_raw(manifest: Path, scale: int, side: int, intra_op_threads: int, max_batch: int, duration_s: float) -> dict:
+def raw_runner(manifest: Path, scale: int, intra_op_threads: int) -> ModelRunner:
+    """The model the service runs, in this process, with the workers' ORT settings."""
     spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
-    runner = ModelRunner(spec, "cpu", intra_op_threads)
-    single_ips, single_ms = raw_throughput(runner, side, 1, duration_s)
-    batch_ips, batch_ms = raw_throughput(runner, side, max_batch, duration_s)
-    return {
-        "model": spec.name, "intra_op_threads": intra_op_threads, "batch1_images_per_s": round(single_ips, 2),
-        "batch1_ms": round(single_ms, 1), f"batch{max_batch}_images_per_s": round(batch_ips, 2),
-        f"batch{max_batch}_ms": round(batch_ms, 1), "best_images_per_s": round(max(single_ips, batch_ips), 2),
-    }
+    return ModelRunner(spec, "cpu", intra_op_threads)
 
 
-def sweep(url: str, scale: int, side: int, levels: list[int], duration_s: float) -> list[dict]:
+def paired_latency(url: str, runner: ModelRunner, scale: int, side: int, pairs: int) -> dict:
+    """Single-image latency: raw ORT and one service request, alternated, so both see the same machine load."""
+    parts = urlsplit(url)
+    body = test_image(side)
+    lr = np.random.default_rng(1).random((1, 3, side, side), dtype=np.float32)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    raw_ms, service_ms = [], []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        runner.run(lr)
+        raw_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        connection.request("POST", f"/upscale?scale={scale}", body=body, headers={"Content-Type": "image/png"})
+        response = connection.getresponse()
+        response.read()
+        if response.status == 200:
+            service_ms.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    raw_p50, service_p50 = statistics.median(raw_ms), statistics.median(service_ms)
+    return {"pairs": pairs, "raw_p50_ms": round(raw_p50, 1), "service_p50_ms": round(service_p50, 1),
+            "overhead_p50_ms": round(service_p50 - raw_p50, 1)}
+
+
+def sweep(url: str, runner: ModelRunner, scale: int, side: int, levels: list[int], duration_s: float,
+          max_batch: int, raw_duration_s: float) -> list[dict]:
+    """Each level, with raw ORT throughput (batch of max_batch) measured just before and just after it."""
     body = test_image(side)
     run_level(url, body, scale, 2, 2.0)  # warm connections and caches
+    raw_before, _ = raw_throughput(runner, side, max_batch, raw_duration_s)
     results = []
     for concurrency in levels:
         summary = run_level(url, body, scale, concurrency, duration_s).summary()
+        raw_after, _ = raw_throughput(runner, side, max_batch, raw_duration_s)
+        raw = (raw_before + raw_after) / 2
+        summary.update(raw_images_per_s=round(raw, 2), efficiency=round(summary["images_per_s"] / raw, 3))
         results.append(summary)
         print(json.dumps(summary), file=sys.stderr, flush=True)
+        raw_before = raw_after
     return results
 
 
-def markdown_table(results: list[dict], raw_best: float) -> str:
+def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| concurrency | images/s | p50 ms | p95 ms | p99 ms | 429s | errors | mean batch | efficiency |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| concurrency | images/s | p50 ms | p95 ms | p99 ms | 429s | errors | mean batch | raw ORT images/s | efficiency |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results:
+        batch = f"{row['mean_batch']:.2f}" if row["mean_batch"] == row["mean_batch"] else "—"
         lines.append(
-            f"| {row['concurrency']} | {row['images_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
-            f"{row['p99_ms']:.0f} | {row['rejected_429']} | {row['other_errors']} | "
-            f"{row['mean_batch'] if row['mean_batch'] == row['mean_batch'] else '—'} | {row['images_per_s'] / raw_best:.0%} |"
+            f"| {row['concurrency']} | {row['images_per_s']:.2f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
+            f"{row['p99_ms']:.0f} | {row['rejected_429']} | {row['other_errors']} | {batch} | "
+            f"{row['raw_images_per_s']:.2f} | {row['efficiency']:.0%} |"
         )
     return "\n".join(lines)
 
@@ -199,17 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-duration-s", type=float, default=5.0)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="as the workers (0 = all cores)")
     parser.add_argument("--max-batch-size", type=int, default=8, help="as the workers")
+    parser.add_argument("--pairs", type=int, default=20, help="alternated raw/service single-image runs")
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args(argv)
 
     side = 128 // args.scale
     wait_ready(args.url)
-    raw = measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
-    print(json.dumps({"raw": raw}), file=sys.stderr, flush=True)
-    results = sweep(args.url, args.scale, side, [int(c) for c in args.levels.split(",")], args.duration_s)
-    print(markdown_table(results, raw["best_images_per_s"]))
+    runner = raw_runner(args.manifest, args.scale, args.intra_op_threads)
+    paired = paired_latency(args.url, runner, args.scale, side, args.pairs)
+    print(json.dumps({"single_image": paired}), file=sys.stderr, flush=True)
+    levels = [int(c) for c in args.levels.split(",")]
+    results = sweep(args.url, runner, args.scale, side, levels, args.duration_s, args.max_batch_size, args.raw_duration_s)
+    print(markdown_table(results))
     if args.json:
-        args.json.write_text(json.dumps({"url": args.url, "raw": raw, "levels": results}, indent=2))
+        args.json.write_text(json.dumps({"url": args.url, "single_image": paired, "levels": results}, indent=2))
     return 0
 
 

@@ -4,9 +4,9 @@
 
 Starts ``portraitsr serve`` (private Redis, one worker) on a free port, measures raw ORT throughput
 and sweeps concurrency against it (benchmarks/loadgen.py), stops it; then does the same for the
-naive server (benchmarks/naive_server.py). Raw ORT is measured before and after each sweep; the
-efficiency uses the higher figure, so it is not flattered by a noisy neighbour. Writes a markdown
-report (stdout and --out) and the raw numbers as JSON.
+naive server (benchmarks/naive_server.py). Raw ORT is measured around every level and alternated
+with single requests (see loadgen.py), because a shared machine's load drifts. Writes a markdown
+report (stdout and --out) and all numbers as JSON.
 """
 
 from __future__ import annotations
@@ -59,11 +59,12 @@ def stop(process: subprocess.Popen) -> None:
 
 def measure(url: str, args, levels: list[int]) -> dict:
     side = 128 // args.scale
-    loadgen.wait_ready(url, 120)
-    raw_before = loadgen.measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
-    results = loadgen.sweep(url, args.scale, side, levels, args.duration_s)
-    raw_after = loadgen.measure_raw(args.manifest, args.scale, side, args.intra_op_threads, args.max_batch_size, args.raw_duration_s)
-    return {"raw_before": raw_before, "raw_after": raw_after, "levels": results}
+    loadgen.wait_ready(url, 300)
+    runner = loadgen.raw_runner(args.manifest, args.scale, args.intra_op_threads)
+    single = loadgen.paired_latency(url, runner, args.scale, side, args.pairs)
+    print(json.dumps({"single_image": single}), file=sys.stderr, flush=True)
+    results = loadgen.sweep(url, runner, args.scale, side, levels, args.duration_s, args.max_batch_size, args.raw_duration_s)
+    return {"model": runner.spec.name, "single_image": single, "levels": results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads, workers and raw alike (0 = all cores)")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--pairs", type=int, default=20, help="alternated raw/service single-image runs")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", type=Path, help="markdown report")
     parser.add_argument("--json", type=Path, help="all numbers")
@@ -126,26 +128,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(report: dict) -> str:
-    lines = [f"Machine: {report['machine']}.", ""]
     settings = report["settings"]
-    lines.append(
-        f"Model: `{report['service']['raw_before']['model']}` (×{settings['scale']}, {128 // settings['scale']}² → 128² PNG), "
+    lines = [
+        f"Machine: {report['machine']}.",
+        "",
+        f"Model: `{report['service']['model']}` (×{settings['scale']}, {128 // settings['scale']}² → 128² PNG), "
         f"ORT intra-op threads {settings['intra_op_threads'] or 'all'}, max batch {settings['max_batch_size']}, "
-        f"max wait {settings['max_batch_wait_ms']} ms, {settings['duration_s']:.0f} s per level."
-    )
+        f"max wait {settings['max_batch_wait_ms']} ms, {settings['duration_s']:.0f} s per level.",
+    ]
+    titles = {"service": "Service (queue + batching workers)", "naive": "Naive baseline (model in the request handler)"}
     for name in ("service", "naive"):
         if name not in report:
             continue
-        part = report[name]
-        raw = max(part["raw_before"]["best_images_per_s"], part["raw_after"]["best_images_per_s"])
-        before, after = part["raw_before"], part["raw_after"]
+        single = report[name]["single_image"]
         lines += [
             "",
-            f"**{'Service (queue + batching workers)' if name == 'service' else 'Naive baseline (model in the handler)'}** — "
-            f"raw ORT in the same run: best {before['best_images_per_s']:.1f} / {after['best_images_per_s']:.1f} images/s "
-            f"(before / after the sweep), single image {before['batch1_ms']:.1f} / {after['batch1_ms']:.1f} ms.",
+            f"**{titles[name]}** — single image, {single['pairs']} alternated pairs: raw ORT p50 "
+            f"{single['raw_p50_ms']:.1f} ms, request p50 {single['service_p50_ms']:.1f} ms "
+            f"(+{single['overhead_p50_ms']:.1f} ms).",
             "",
-            loadgen.markdown_table(part["levels"], raw),
+            loadgen.markdown_table(report[name]["levels"]),
         ]
     return "\n".join(lines) + "\n"
 
