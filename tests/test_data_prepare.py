@@ -73,7 +73,8 @@ def preset_face(preset: str, side: int, seed: int):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    """celeba-like 512-px faces with palette masks, utkface-like 200-px faces without, one corrupt file."""
+    """celeba-like 512-px faces with palette masks, utkface-like 200-px faces without, a corrupt image
+    and a corrupt mask."""
     root = tmp_path_factory.mktemp("source")
     (root / "celeb/images").mkdir(parents=True)
     (root / "celeb/masks").mkdir(parents=True)
@@ -86,6 +87,9 @@ def source(tmp_path_factory) -> Path:
         image, _, _ = preset_face("utkface", 200, seed=100 + i)
         image.save(root / f"utk/{i:02d}.jpg.chip.jpg", quality=95)
     (root / "utk/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    image, _, _ = preset_face("celeba-hq", 512, seed=8)
+    image.save(root / "celeb/images/face08.jpg", quality=95)
+    (root / "celeb/masks/face08.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     config = {
         "seed": 0,
         "scales": [4, 8],
@@ -186,10 +190,14 @@ def test_cache_layout_and_dtypes(cache):
 def test_corrupt_file_is_reported_and_skipped(cache):
     out, errors = cache
     summary = json.loads((out / "summary.json").read_text())
-    assert [bad["path"] for bad in summary["bad_files"]] == ["utk/broken.jpg"]
-    assert summary["bad_files"][0]["reason"]
-    assert "utk/broken.jpg" in errors
-    assert all("broken" not in entry["source"] for entry in json.loads((out / "index.json").read_text()))
+    assert [bad["path"] for bad in summary["bad_files"]] == [
+        "celeb/images/face08.jpg (mask face08.png)",
+        "utk/broken.jpg",
+    ]
+    assert all(bad["reason"] for bad in summary["bad_files"])
+    assert "utk/broken.jpg" in errors and "face08.png" in errors
+    sources = [entry["source"] for entry in json.loads((out / "index.json").read_text())]
+    assert "utk/broken.jpg" not in sources and "celeb/images/face08.jpg" not in sources
 
 
 def test_mask_derived_maps_follow_the_framed_mask(cache, source):

@@ -68,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
 
     records, notes = discover_records(source_root, config.datasets)
     if args.limit is not None:
-        records = [r for spec in config.datasets for r in [r for r in records if r.dataset == spec.name][: args.limit]]
+        taken: dict[str, int] = {}
+        limited = []
+        for record in records:  # the first N (by file name) of each dataset
+            taken[record.dataset] = taken.get(record.dataset, 0) + 1
+            if taken[record.dataset] <= args.limit:
+                limited.append(record)
+        records = limited
     for note in notes:
         print(f"prepare-data: {note}", file=sys.stderr)
     if not records:

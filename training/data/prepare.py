@@ -140,6 +140,146 @@ def _replace_dir(partial: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
 
 
+@dataclass
+class FramingPass:
+    """What framing every record produced: kept rows, their masks, skipped files, landmarks."""
+
+    kept: list[ImageRecord] = field(default_factory=list)
+    has_mask: list[bool] = field(default_factory=list)
+    bad: list[BadFile] = field(default_factory=list)
+    landmarks_source: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    landmarks_framed: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+def _frame_all(
+    records: list[ImageRecord], framers: dict[str, FaceFramer], hr: np.ndarray, parsing: np.ndarray, progress: bool
+) -> FramingPass:
+    result = FramingPass()
+    for record in tqdm(records, desc="framing", unit="img", disable=not progress):
+        try:
+            face = frame_record(record, framers[record.framing])
+        except Exception as error:  # noqa: BLE001 - every unreadable file is reported and skipped
+            failed = record.relative_path
+            if isinstance(error, MaskError) and record.mask is not None:
+                failed = f"{record.relative_path} (mask {record.mask.name})"
+            result.bad.append(BadFile(failed, f"{type(error).__name__}: {error}"))
+            tqdm.write(f"skipped {failed}: {type(error).__name__}: {error}")
+            continue
+        row = len(result.kept)
+        hr[row] = face.hr
+        if face.parsing is not None:
+            parsing[row] = face.parsing
+        if face.mask_landmarks_source is not None:
+            result.landmarks_source.setdefault(record.dataset, []).append(face.mask_landmarks_source)
+        if face.mask_landmarks_framed is not None:
+            result.landmarks_framed.setdefault(record.dataset, []).append(face.mask_landmarks_framed)
+        result.kept.append(record)
+        result.has_mask.append(face.parsing is not None)
+    return result
+
+
+def _predict_missing_parsing(
+    hr: np.ndarray,
+    parsing: np.ndarray,
+    masked: np.ndarray,
+    is_val: np.ndarray,
+    config: PrepareConfig,
+    parser_weights: Path | None,
+    partial: Path,
+    timings: dict[str, float],
+    progress: bool,
+) -> dict:
+    """Train (or load) the parser on masked training rows, measure it on masked validation rows,
+    save it and fill the rows without masks. Returns the parser's summary."""
+    from training.data import parser_training  # torch: only when a parser is needed
+
+    train_rows = np.nonzero(masked & ~is_val)[0]
+    val_rows = np.nonzero(masked & is_val)[0]
+    if parser_weights is not None:
+        model = parser_training.load_parser(parser_weights)
+        summary: dict = {"used": True, "weights": str(parser_weights), "trained_here": False}
+    else:
+        if len(train_rows) == 0:
+            raise ValueError(
+                "images without masks need a parser, but no masked training images were found; pass --parser-weights"
+            )
+        with tqdm(total=None, desc="parser training", unit="step", disable=not progress) as bar:
+            model, log = parser_training.train_parser(
+                hr[train_rows],
+                parsing[train_rows],
+                config.parser,
+                on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+            )
+        summary = {
+            "used": True,
+            "trained_here": True,
+            "train_images": int(len(train_rows)),
+            "config": asdict(config.parser),
+            "log": {k: v for k, v in asdict(log).items() if k != "losses"},
+        }
+        timings["parser_training_s"] = log.seconds
+    predictor = parser_training.ParsingPredictor(model, hr.shape[1], config.parser.threads)
+    batch = config.parser.predict_batch_size
+    if len(val_rows):
+        predicted = parser_training.predict_parsing(predictor, hr[val_rows], batch)
+        summary["heldout"] = {
+            "images": int(len(val_rows)),
+            **parser_training.parsing_agreement(predicted, parsing[val_rows]),
+        }
+    parser_training.save_parser(model, partial / PARSER_FILE, {"summary": summary})
+    start = time.monotonic()
+    unmasked_rows = np.nonzero(~masked)[0]
+    with tqdm(total=len(unmasked_rows), desc="parsing", unit="img", disable=not progress) as bar:
+        for first in range(0, len(unmasked_rows), batch * 8):
+            rows = unmasked_rows[first : first + batch * 8]
+            parsing[rows] = parser_training.predict_parsing(predictor, hr[rows], batch, on_batch=bar.update)
+    timings["parsing_prediction_s"] = time.monotonic() - start
+    return summary
+
+
+def _write_lr(partial: Path, hr: np.ndarray, count: int, scales: tuple[int, ...], progress: bool) -> list[str]:
+    names = []
+    size = hr.shape[1]
+    for scale in scales:
+        name = f"lr_x{scale}.npy"
+        lr = open_memmap(partial / name, mode="w+", dtype=np.uint8, shape=(len(hr), size // scale, size // scale, 3))
+        for row in tqdm(range(count), desc=f"LR x{scale}", unit="img", disable=not progress):
+            lr[row] = bicubic_downsample(hr[row], scale)
+        lr.flush()
+        del lr
+        names.append(name)
+    return names
+
+
+def _framing_summary(framing: FramingConfig, framers: dict[str, FaceFramer], framed: FramingPass, parsing) -> dict:
+    # The same measurement on the compact maps covers datasets without masks (predicted maps).
+    compact: dict[str, list[np.ndarray]] = {}
+    for row, record in enumerate(framed.kept):
+        found = compact_landmarks(parsing[row])
+        if found is not None:
+            key = f"{record.dataset} ({'mask' if framed.has_mask[row] else 'predicted'})"
+            compact.setdefault(key, []).append(found)
+    return {
+        "target": {"preset": "helen50", **asdict(framing.target), "provenance": framing.target_provenance},
+        "transforms": {
+            name: {
+                "scale": round(framer.scale, 4),
+                "offset": [round(float(v), 2) for v in framer.offset],
+                "pad_mode": framer.pad_mode,
+                "provenance": framing.presets[name].provenance,
+            }
+            for name, framer in framers.items()
+        },
+        "measured_from_masks_before_framing": {
+            d: summarize_landmarks(v) for d, v in sorted(framed.landmarks_source.items())
+        },
+        "measured_from_masks_after_framing": {
+            d: summarize_landmarks(v) for d, v in sorted(framed.landmarks_framed.items())
+        },
+        "measured_from_compact_maps_after_framing": {d: summarize_landmarks(v) for d, v in sorted(compact.items())},
+    }
+
+
 def prepare_cache(
     records: list[ImageRecord],
     out_dir: Path,
@@ -150,8 +290,8 @@ def prepare_cache(
     notes: list[str] | None = None,
     show_progress: bool = True,
 ) -> PrepareResult:
-    from training.data import parser_training  # torch: only when a cache is built
-
+    if not records:
+        raise ValueError("no images found")
     timings: dict[str, float] = {}
     size = framing.size
     out_dir = Path(out_dir)
@@ -159,111 +299,30 @@ def prepare_cache(
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    total = len(records)
-    if total == 0:
-        raise ValueError("no images found")
 
-    # 1. Frame every face (and its mask) ------------------------------------------------------
     start = time.monotonic()
-    framers = {name: framing.framer(name) for name in {record.framing for record in records}}
-    hr = open_memmap(partial / "hr.npy", mode="w+", dtype=np.uint8, shape=(total, size, size, 3))
-    parsing = open_memmap(partial / "parsing.npy", mode="w+", dtype=np.uint8, shape=(total, size, size))
-    kept: list[ImageRecord] = []
-    has_mask: list[bool] = []
-    bad: list[BadFile] = []
-    landmarks_source: dict[str, list[np.ndarray]] = {}
-    landmarks_framed: dict[str, list[np.ndarray]] = {}
-    for record in tqdm(records, desc="framing", unit="img", disable=not show_progress):
-        try:
-            face = frame_record(record, framers[record.framing])
-        except Exception as error:  # noqa: BLE001 - every unreadable file is reported and skipped
-            failed = record.relative_path
-            if isinstance(error, MaskError) and record.mask is not None:
-                failed = f"{record.relative_path} (mask {record.mask.name})"
-            bad.append(BadFile(failed, f"{type(error).__name__}: {error}"))
-            tqdm.write(f"skipped {failed}: {type(error).__name__}: {error}")
-            continue
-        row = len(kept)
-        hr[row] = face.hr
-        if face.parsing is not None:
-            parsing[row] = face.parsing
-        if face.mask_landmarks_source is not None:
-            landmarks_source.setdefault(record.dataset, []).append(face.mask_landmarks_source)
-        if face.mask_landmarks_framed is not None:
-            landmarks_framed.setdefault(record.dataset, []).append(face.mask_landmarks_framed)
-        kept.append(record)
-        has_mask.append(face.parsing is not None)
-    count = len(kept)
+    framers = {name: framing.framer(name) for name in sorted({record.framing for record in records})}
+    hr = open_memmap(partial / "hr.npy", mode="w+", dtype=np.uint8, shape=(len(records), size, size, 3))
+    parsing = open_memmap(partial / "parsing.npy", mode="w+", dtype=np.uint8, shape=(len(records), size, size))
+    framed = _frame_all(records, framers, hr, parsing, show_progress)
+    count = len(framed.kept)
     if count == 0:
-        raise ValueError("no readable images: " + "; ".join(f"{b.path}: {b.reason}" for b in bad[:5]))
+        raise ValueError("no readable images: " + "; ".join(f"{b.path}: {b.reason}" for b in framed.bad[:5]))
     timings["framing_s"] = time.monotonic() - start
-    splits = choose_validation(kept, has_mask, config)
+    splits = choose_validation(framed.kept, framed.has_mask, config)
 
-    # 2. Parsing maps for faces without masks ------------------------------------------------
-    masked = np.array(has_mask)
-    is_val = np.array([split == "val" for split in splits])
+    masked = np.array(framed.has_mask + [True] * (len(records) - count))  # unused rows need nothing
+    is_val = np.array([split == "val" for split in splits] + [False] * (len(records) - count))
     parser_summary: dict = {"used": False}
     if not masked.all():
-        start = time.monotonic()
-        train_rows = np.nonzero(masked & ~is_val)[0]
-        val_rows = np.nonzero(masked & is_val)[0]
-        if parser_weights is not None:
-            model = parser_training.load_parser(parser_weights)
-            parser_summary = {"used": True, "weights": str(parser_weights), "trained_here": False}
-        else:
-            if len(train_rows) == 0:
-                raise ValueError("images without masks need a parser, but no masked training images were found; pass --parser-weights")
-            with tqdm(total=None, desc="parser training", unit="step", disable=not show_progress) as bar:
-                model, log = parser_training.train_parser(
-                    hr[train_rows], parsing[train_rows], config.parser,
-                    on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
-                )
-            parser_summary = {
-                "used": True,
-                "trained_here": True,
-                "train_images": int(len(train_rows)),
-                "config": asdict(config.parser),
-                "log": {k: v for k, v in asdict(log).items() if k != "losses"},
-            }
-            timings["parser_training_s"] = log.seconds
-        predictor = parser_training.ParsingPredictor(model, size, config.parser.threads)
-        if len(val_rows):
-            predicted_val = parser_training.predict_parsing(predictor, hr[val_rows], config.parser.predict_batch_size)
-            parser_summary["heldout"] = {
-                "images": int(len(val_rows)),
-                **parser_training.parsing_agreement(predicted_val, parsing[val_rows]),
-            }
-        parser_training.save_parser(model, partial / PARSER_FILE, {"summary": parser_summary})
-        start_predict = time.monotonic()
-        unmasked_rows = np.nonzero(~masked)[0]
-        batch = config.parser.predict_batch_size
-        with tqdm(total=len(unmasked_rows), desc="parsing", unit="img", disable=not show_progress) as bar:
-            for first in range(0, len(unmasked_rows), batch * 8):
-                rows = unmasked_rows[first : first + batch * 8]
-                parsing[rows] = parser_training.predict_parsing(predictor, hr[rows], batch, on_batch=bar.update)
-        timings["parsing_prediction_s"] = time.monotonic() - start_predict
+        parser_summary = _predict_missing_parsing(
+            hr, parsing, masked, is_val, config, parser_weights, partial, timings, show_progress
+        )
 
-    # 3. LR inputs -------------------------------------------------------------------------------
     start = time.monotonic()
-    lr_names = []
-    for scale in config.scales:
-        name = f"lr_x{scale}.npy"
-        lr = open_memmap(partial / name, mode="w+", dtype=np.uint8, shape=(total, size // scale, size // scale, 3))
-        for row in tqdm(range(count), desc=f"LR x{scale}", unit="img", disable=not show_progress):
-            lr[row] = bicubic_downsample(hr[row], scale)
-        lr.flush()
-        del lr
-        lr_names.append(name)
+    lr_names = _write_lr(partial, hr, count, config.scales, show_progress)
     timings["lr_s"] = time.monotonic() - start
-
-    # 4. Framing measured on the parsing maps ------------------------------------------------------
-    compact_framed: dict[str, list[np.ndarray]] = {}
-    for row, record in enumerate(kept):
-        found = compact_landmarks(parsing[row])
-        if found is not None:
-            key = f"{record.dataset} ({'mask' if has_mask[row] else 'predicted'})"
-            compact_framed.setdefault(key, []).append(found)
-
+    framing_summary = _framing_summary(framing, framers, framed, parsing)
     hr.flush()
     parsing.flush()
     del hr, parsing
@@ -274,13 +333,12 @@ def prepare_cache(
             "row": row,
             "source": record.relative_path,
             "dataset": record.dataset,
-            "parsing": "mask" if has_mask[row] else "predicted",
+            "parsing": "mask" if framed.has_mask[row] else "predicted",
             "split": splits[row],
         }
-        for row, record in enumerate(kept)
+        for row, record in enumerate(framed.kept)
     ]
     (partial / "index.json").write_text(json.dumps(index, indent=0) + "\n")
-
     by_dataset = Counter((e["dataset"], e["split"], e["parsing"]) for e in index)
     summary = {
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -292,32 +350,12 @@ def prepare_cache(
         "datasets": [
             {"dataset": d, "split": s, "parsing": p, "count": n} for (d, s, p), n in sorted(by_dataset.items())
         ],
-        "bad_files": [asdict(b) for b in bad],
+        "bad_files": [asdict(b) for b in framed.bad],
         "notes": list(notes or []),
-        "framing": {
-            "target": {"preset": "helen50", **asdict(framing.target), "provenance": framing.target_provenance},
-            "transforms": {
-                name: {
-                    "scale": round(framer.scale, 4),
-                    "offset": [round(float(v), 2) for v in framer.offset],
-                    "pad_mode": framer.pad_mode,
-                    "provenance": framing.presets[name].provenance,
-                }
-                for name, framer in framers.items()
-            },
-            "measured_from_masks_before_framing": {
-                d: summarize_landmarks(v) for d, v in sorted(landmarks_source.items())
-            },
-            "measured_from_masks_after_framing": {
-                d: summarize_landmarks(v) for d, v in sorted(landmarks_framed.items())
-            },
-            "measured_from_compact_maps_after_framing": {
-                d: summarize_landmarks(v) for d, v in sorted(compact_framed.items())
-            },
-        },
+        "framing": framing_summary,
         "parser": parser_summary,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _replace_dir(partial, out_dir)
-    return PrepareResult(out_dir=out_dir, count=count, bad_files=bad, summary=summary)
+    return PrepareResult(out_dir=out_dir, count=count, bad_files=framed.bad, summary=summary)
