@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--images", type=Path, default=None,
         help="a folder of face photos to use instead of the configured datasets (e.g. CelebA-HQ-img)",
     )
-    parser.add_argument("--masks", type=Path, default=None, help="with --images: CelebAMask-HQ id masks with the same file stems")
+    parser.add_argument("--masks", type=Path, default=None, help="with --images: CelebAMask-HQ id masks with the same file stems, or the per-part CelebAMask-HQ-mask-anno folder")
     parser.add_argument(
         "--framing", default="celeba-hq",
         help="with --images: framing preset of training/configs/framing.yaml (default: celeba-hq)",
