@@ -1,0 +1,148 @@
+"""The trainer: a step lowers the loss, exact resume, DDP under torchrun, configuration and sampling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from training_cache import write_generated_cache
+
+from training.checkpoint import load_checkpoint
+from training.config import load_train_config, train_config_from_dict
+from training.sampling import ResumableSampler
+from training.trainer import Trainer
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def tiny_config(cache: Path, run_dir: Path, **schedule) -> dict:
+    return {
+        "name": "tiny-test",
+        "model": "tiny-x8",
+        "output_dir": str(run_dir),
+        "seed": 3,
+        "data": {"cache_dir": str(cache), "augment": True, "val_images": 2},
+        "optim": {"lr": 1e-3, "scheduler": "cosine", "warmup_steps": 1, "grad_clip": 1.0},
+        "loss": {"perceptual": 0.0},
+        "schedule": {"max_steps": 4, "batch_size": 2, "log_every": 1, "val_every": 100, "checkpoint_every": 2,
+                     "keep_checkpoints": 10} | schedule,  # fmt: skip
+        "runtime": {"device": "cpu", "threads": 1, "tensorboard": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return write_generated_cache(tmp_path_factory.mktemp("cache"), train=6, val=2)
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(cache, tmp_path):
+    trainer = Trainer(train_config_from_dict(tiny_config(cache, tmp_path)))
+    loader, _ = trainer._train_loader()
+    batch = next(iter(loader))
+
+    def loss_on_batch() -> float:
+        with torch.no_grad():
+            output = trainer.net(batch["lr"], hr=batch["hr"])
+            total, _ = trainer.loss_fn(output, batch["hr"], batch["parsing"], trainer.net.diversity_loss())
+        return float(total)
+
+    before = loss_on_batch()
+    terms = trainer.train_step(batch)
+    after = loss_on_batch()
+    assert {"total", "l1", "parsing", "reconstruction", "diversity"} <= set(terms)
+    assert after < before
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cache, tmp_path):
+    # 6 training images, batch 2: 3 batches per epoch, so 4 steps cross an epoch boundary.
+    straight = Trainer(train_config_from_dict(tiny_config(cache, tmp_path / "straight")))
+    straight.fit()
+    halfway = tmp_path / "straight" / "step-0000002.pt"
+    assert load_checkpoint(halfway)["step"] == 2
+
+    resumed = Trainer(train_config_from_dict(tiny_config(cache, tmp_path / "resumed")))
+    resumed.fit(resume=halfway)
+
+    assert resumed.step == straight.step == 4
+    assert (resumed.epoch, resumed.batch_in_epoch) == (straight.epoch, straight.batch_in_epoch) == (1, 1)
+    straight_state, resumed_state = straight.net.state_dict(), resumed.net.state_dict()
+    assert straight_state.keys() == resumed_state.keys()
+    for name, tensor in straight_state.items():
+        assert torch.equal(tensor, resumed_state[name]), name
+    # ... and the weights did move from the checkpoint: the comparison is not between two copies of it.
+    halfway_state = load_checkpoint(halfway)["model"]
+    assert any(not torch.equal(halfway_state[name], tensor) for name, tensor in straight_state.items())
+
+
+def test_checkpoint_holds_what_resume_and_release_need(cache, tmp_path):
+    Trainer(train_config_from_dict(tiny_config(cache, tmp_path, max_steps=2))).fit()
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    for key in ("model", "model_config", "optimizer", "scaler", "step", "epoch", "rng", "train_config",
+                "train_seconds", "hardware", "data_summary"):  # fmt: skip
+        assert key in checkpoint, key
+    assert set(checkpoint["rng"][0]) >= {"python", "numpy", "torch"}
+    assert checkpoint["data_summary"]["images"] == {"train": {"generated": 6}, "val": {"generated": 2}}
+    assert (tmp_path / "best.pt").exists()
+    assert (tmp_path / "train.csv").read_text().splitlines()[0].startswith("step,epoch,lr,total")
+    val_rows = (tmp_path / "val.csv").read_text().splitlines()
+    assert val_rows[0].split(",")[:3] == ["step", "psnr_y", "bicubic_psnr_y"] and len(val_rows) == 2
+
+
+def test_two_cpu_processes_under_torchrun_end_with_identical_weights(cache, tmp_path):
+    config_path = tmp_path / "ddp.yaml"
+    config = tiny_config(cache, tmp_path / "run", max_steps=3, checkpoint_every=3)
+    config["schedule"]["batch_size"] = 1  # 2 processes × 1 = a global batch of 2
+    config_path.write_text(yaml.safe_dump(config))
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS_DIR.parent)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(TESTS_DIR / "ddp_train_worker.py"), str(config_path), str(tmp_path)],
+        env=environment, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["step"] == 3
+    for name, tensor in ranks[0]["state"].items():
+        assert torch.equal(tensor, ranks[1]["state"][name]), name
+        assert torch.equal(tensor, checkpoint["model"][name]), name  # rank 0 checkpointed what it trained
+
+
+def test_sampler_shards_are_disjoint_deterministic_and_resumable():
+    shards = [ResumableSampler(10, batch_size=2, seed=5, rank=rank, world_size=2) for rank in (0, 1)]
+    for shard in shards:
+        shard.set_epoch(1)
+    first, second = (list(shard) for shard in shards)
+    indices = [index for index, _ in first + second]
+    assert len(indices) == 8 and len(set(indices)) == 8  # 10 images = 2 global batches of 4, 2 dropped
+    assert first == list(shards[0])  # the same epoch again: the same order and sample seeds
+    shards[0].set_epoch(1, start_batch=1)
+    assert list(shards[0]) == first[2:]
+    shards[0].set_epoch(2)
+    assert list(shards[0]) != first
+
+
+def test_config_overrides_and_typos(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "model": "tiny-x4", "optim": {"lr": "2e-4", "betas": [0.9, 0.99]}}))
+    config = load_train_config(path, ["schedule.max_steps=7", "optim.scheduler=cosine"])
+    assert config.optim.lr == 2e-4 and config.optim.betas == (0.9, 0.99)
+    assert config.schedule.max_steps == 7 and config.optim.scheduler == "cosine"
+    assert config.run_dir == Path("runs/x")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_train_config(path, ["optim.learning_rate=1"])
+
+
+@pytest.mark.parametrize("name", ["release-x8", "release-x4", "ablation-x8-backbone", "paper-x8", "paper-x4"])
+def test_shipped_configs_load(name):
+    config = load_train_config(name)
+    assert config.name == name
+    from training.trainer import build_model_config
+
+    assert build_model_config(config).scale in (4, 8)

@@ -1,0 +1,61 @@
+"""Training checkpoints: what they hold, atomic writes, and the random states for exact resume.
+
+A checkpoint is a dict::
+
+    {"model": state_dict, "model_config": dict, "optimizer": ..., "scheduler": ..., "scaler": ...,
+     "step": int, "epoch": int, "batch_in_epoch": int, "rng": [per-rank random states],
+     "train_config": dict, "best_val_psnr": float, "train_seconds": float, "hardware": str,
+     "data_summary": dict}
+
+`model` is the plain (not DDP-wrapped) network's state dict, so a checkpoint loads the same with
+or without DDP. A fine-tuning checkpoint (`slim_checkpoint`) keeps only the model part.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FINETUNE_KEYS = ("model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary")
+
+
+def capture_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file and rename, so a kill mid-write never leaves a broken checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    # Training checkpoints hold random states (tuples, NumPy arrays): not loadable with weights_only.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def slim_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Model weights, configuration and provenance only: no optimizer state, no random states."""
+    return {key: checkpoint[key] for key in FINETUNE_KEYS if key in checkpoint}

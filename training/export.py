@@ -1,0 +1,195 @@
+"""Checkpoint → release: ONNX file, parity check against PyTorch, manifest entry, fine-tuning checkpoint.
+
+The manifest (`model/release/manifest.json`, design.md §3) holds one model per scale — the
+service serves one per scale — so an export replaces the entry with the same name or scale.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.config import ModelConfig
+from model.export import INPUT_NAME, OUTPUT_NAME, SRPath, export_onnx
+from model.network import PortraitSR
+from training.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+
+DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
+PARITY_TOLERANCE = 1e-4
+PARITY_BATCH_SIZES = (1, 3)
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    max_abs_diff: float
+    cases: list[dict[str, Any]]
+
+    def passed(self, tolerance: float = PARITY_TOLERANCE) -> bool:
+        return self.max_abs_diff <= tolerance
+
+
+def load_network(checkpoint: dict[str, Any]) -> PortraitSR:
+    config = ModelConfig.from_dict(checkpoint["model_config"])
+    net = PortraitSR(config)
+    state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def parity_sizes(scale: int) -> tuple[tuple[int, int], ...]:
+    """The LR size of a 128×128 face, and a non-square one whose upscale needs padding inside the net."""
+    side = 128 // scale
+    return (side, side), (side + 3, side - 2)
+
+
+def check_parity(
+    net: PortraitSR,
+    onnx_path: str | Path,
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    seed: int = 0,
+) -> ParityResult:
+    """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference = SRPath(net).eval()
+    generator = torch.Generator().manual_seed(seed)
+    cases = []
+    for height, width in sizes or parity_sizes(net.config.scale):
+        for batch in batch_sizes:
+            lr = torch.rand(batch, 3, height, width, generator=generator)
+            with torch.no_grad():
+                expected = reference(lr).numpy()
+            (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: lr.numpy()})
+            if actual.shape != expected.shape:
+                raise ValueError(f"ONNX output shape {actual.shape} differs from PyTorch {expected.shape}")
+            diff = float(np.abs(actual - expected).max())
+            cases.append({"input_shape": [batch, 3, height, width], "max_abs_diff": diff})
+    return ParityResult(max(case["max_abs_diff"] for case in cases), cases)
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_entry(
+    name: str,
+    onnx_path: Path,
+    release_dir: Path,
+    checkpoint: dict[str, Any],
+    parity: ParityResult,
+    finetune_path: Path | None,
+    metrics: dict[str, Any] | None,
+) -> dict[str, Any]:
+    config = checkpoint["model_config"]
+    train_config = checkpoint.get("train_config", {})
+    net_parameters = sum(value.numel() for value in checkpoint["model"].values())
+    entry: dict[str, Any] = {
+        "name": name,
+        "scale": int(config["scale"]),
+        "onnx": onnx_path.relative_to(release_dir).as_posix(),
+        "sha256": sha256_file(onnx_path),
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "input_range": [0.0, 1.0],
+        "layout": "NCHW float32 RGB",
+        "model_config": config,
+        "parameters_in_checkpoint": int(net_parameters),
+        "training": {
+            "config": train_config.get("name"),
+            "steps": checkpoint.get("step"),
+            "batch_size": train_config.get("schedule", {}).get("batch_size"),
+            "train_seconds": round(float(checkpoint.get("train_seconds", 0.0)), 1),
+            "hardware": checkpoint.get("hardware"),
+            "loss_weights": train_config.get("loss"),
+            "optimizer": train_config.get("optim"),
+            "data": checkpoint.get("data_summary"),
+            "best_val_psnr_y": checkpoint.get("best_val_psnr"),
+        },
+        "parity": {"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
+        "licence": "weights trained on CelebA-HQ/CelebAMask-HQ and UTKFace faces: non-commercial research use only",
+        "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "exported_with": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    if finetune_path is not None:
+        entry["checkpoint"] = finetune_path.relative_to(release_dir).as_posix()
+    if metrics is not None:
+        entry["metrics"] = metrics
+    return entry
+
+
+def update_manifest(manifest_path: Path, entry: dict[str, Any]) -> list[str]:
+    """Insert `entry`, replacing any entry with its name or scale; returns the names it replaced."""
+    document: dict[str, Any] = {"models": []}
+    if manifest_path.exists():
+        document = json.loads(manifest_path.read_text())
+    kept, replaced = [], []
+    for existing in document.get("models", []):
+        if existing.get("name") == entry["name"] or int(existing.get("scale", 0)) == entry["scale"]:
+            replaced.append(existing.get("name"))
+        else:
+            kept.append(existing)
+    document["models"] = sorted([*kept, entry], key=lambda model: int(model["scale"]))
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = manifest_path.with_name(manifest_path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    temporary.replace(manifest_path)
+    return replaced
+
+
+def summarize_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The part of a `portraitsr evaluate --json` result that goes into the manifest."""
+    keep = ("data", "scale", "count", "mean")  # per-image rows stay in the JSON file
+    summary = {key: evaluation[key] for key in keep if key in evaluation}
+    return summary or evaluation
+
+
+def export_release(
+    checkpoint_path: str | Path,
+    name: str,
+    release_dir: str | Path = DEFAULT_RELEASE_DIR,
+    evaluation_json: str | Path | None = None,
+    write_manifest: bool = True,
+    write_finetune_checkpoint: bool = True,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, Any]:
+    """Export `checkpoint_path` as `<release_dir>/<name>.onnx` (+ `<name>.pt`) and its manifest entry.
+
+    Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`; nothing is written to
+    the manifest then.
+    """
+    release_dir = Path(release_dir)
+    checkpoint = load_checkpoint(checkpoint_path)
+    net = load_network(checkpoint)
+    onnx_path = export_onnx(net, release_dir / f"{name}.onnx")
+    parity = check_parity(net, onnx_path)
+    if not parity.passed(tolerance):
+        raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} > {tolerance:g}: {parity.cases}")
+    finetune_path = None
+    if write_finetune_checkpoint:
+        finetune_path = release_dir / f"{name}.pt"
+        slim = slim_checkpoint(checkpoint)
+        slim["model"] = {key: value.clone() for key, value in net.state_dict().items()}
+        save_checkpoint(slim, finetune_path)
+    metrics = None
+    if evaluation_json is not None:
+        metrics = summarize_evaluation(json.loads(Path(evaluation_json).read_text()))
+    entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics)
+    if write_manifest:
+        entry["replaced"] = update_manifest(release_dir / "manifest.json", entry)
+    return entry

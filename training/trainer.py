@@ -1,0 +1,356 @@
+"""The training loop: one process, or one of several under `torchrun` (DDP).
+
+`Trainer(config).fit(resume=...)` trains for `schedule.max_steps` optimizer steps. Rank 0 alone
+shows the progress bar, writes logs, validates and saves checkpoints; every rank computes the
+same steps on its share of each global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from model.config import ModelConfig, load_model_config
+from model.network import PortraitSR
+from training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from training.config import TrainConfig
+from training.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    init_distributed,
+)
+from training.losses import LossWeights, PortraitSRLoss
+from training.run_log import RunLog
+from training.sampling import ResumableSampler, SeededSamples
+from training.validation import validate
+
+
+def build_model_config(config: TrainConfig) -> ModelConfig:
+    return load_model_config(config.model).replace(**config.model_overrides)
+
+
+def training_progress(step: int, train_seconds: float, config: TrainConfig) -> float:
+    """How far training is, 0 → 1: by steps, or by the time budget when that runs out sooner."""
+    progress = step / config.schedule.max_steps
+    if config.schedule.time_budget_minutes:
+        progress = max(progress, train_seconds / (60.0 * config.schedule.time_budget_minutes))
+    return min(1.0, progress)
+
+
+def lr_factor(step: int, progress: float, config: TrainConfig) -> float:
+    """Multiplier of the base learning rate for optimizer step `step` (0-based) at `progress`."""
+    optim = config.optim
+    if optim.warmup_steps and step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    if optim.scheduler == "constant":
+        return 1.0
+    if optim.scheduler == "cosine":
+        warmup = optim.warmup_steps / config.schedule.max_steps
+        span = max(1e-9, 1.0 - warmup)
+        phase = min(1.0, max(0.0, (progress - warmup) / span))
+        return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * phase))
+    raise ValueError(f"unknown scheduler {optim.scheduler!r} (constant or cosine)")
+
+
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full fp32. Mixed precision is a CUDA feature here."""
+    if requested == "fp32" or (requested == "auto" and device.type != "cuda"):
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"precision {requested!r} needs CUDA; use fp32 or auto on CPU")
+    if requested == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[requested]
+
+
+def describe_hardware(context: DistributedContext) -> str:
+    if context.device.type == "cuda":
+        name = torch.cuda.get_device_name(context.device)
+        return f"{context.world_size}× {name} (CUDA)"
+    return (
+        f"{context.world_size} process(es) × {torch.get_num_threads()} torch thread(s) on CPU "
+        f"({platform.processor() or platform.machine()})"
+    )
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, context: DistributedContext | None = None):
+        self.config = config
+        if config.runtime.threads:
+            torch.set_num_threads(config.runtime.threads)
+        self.context = context or init_distributed(config.runtime.device)
+        self.device = self.context.device
+        self.amp_dtype = resolve_precision(config.runtime.precision, self.device)
+        self.run_dir = config.run_dir
+
+        # Same initial weights on every rank: seed before building the network.
+        torch.manual_seed(config.seed)
+        self.model_config = build_model_config(config)
+        self.net = PortraitSR(self.model_config).to(self.device)
+        self.model: torch.nn.Module = self.net
+        if self.context.is_distributed:
+            self.model = DistributedDataParallel(
+                self.net,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.runtime.find_unused_parameters,
+            )
+        self.loss_fn = PortraitSRLoss(LossWeights(**vars(config.loss))).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.net.parameters() if p.requires_grad],
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.step = 0
+        self.current_lr = config.optim.lr
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val_psnr = -math.inf
+        self.train_seconds = 0.0
+        self.hardware = describe_hardware(self.context)
+        self.data_summary: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------- data
+    def _train_loader(self) -> tuple[DataLoader, ResumableSampler]:
+        from training.data.dataset import FaceDataset
+
+        dataset = FaceDataset(
+            self.config.data.cache_dir, split="train", scale=self.model_config.scale, augment=self.config.data.augment
+        )
+        self.data_summary = summarize_cache(self.config.data.cache_dir)
+        sampler = ResumableSampler(
+            len(dataset),
+            self.config.schedule.batch_size,
+            self.config.seed,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+        )
+        loader = DataLoader(
+            SeededSamples(dataset),
+            batch_size=self.config.schedule.batch_size,
+            sampler=sampler,
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=False,
+        )
+        return loader, sampler
+
+    # ----------------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.net.state_dict(),
+            "model_config": self.model_config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_val_psnr": self.best_val_psnr,
+            "train_seconds": self.train_seconds,
+            "hardware": self.hardware,
+            "data_summary": self.data_summary,
+            "train_config": self.config.to_dict(),
+        }
+
+    def save(self, names: list[str], extra: dict[str, Any] | None = None) -> None:
+        """Collective: every rank contributes its random state; rank 0 writes the files."""
+        rng_states = gather_objects(capture_rng_state(), self.context)
+        if not self.context.is_main:
+            return
+        payload = self.state() | {"rng": rng_states} | (extra or {})
+        for name in names:
+            save_checkpoint(payload, self.run_dir / name)
+        self._prune_step_checkpoints()
+
+    def _prune_step_checkpoints(self) -> None:
+        numbered = sorted(self.run_dir.glob("step-*.pt"), key=lambda path: int(path.stem.split("-")[1]))
+        for path in numbered[: max(0, len(numbered) - self.config.schedule.keep_checkpoints)]:
+            path.unlink()
+
+    def load(self, path: str | Path) -> None:
+        checkpoint = load_checkpoint(path)
+        saved_config = ModelConfig.from_dict(checkpoint["model_config"])
+        if saved_config != self.model_config:
+            raise ValueError(f"{path} was trained with a different model config: {saved_config} vs {self.model_config}")
+        self.net.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step = checkpoint["step"]
+        self.epoch = checkpoint["epoch"]
+        self.batch_in_epoch = checkpoint["batch_in_epoch"]
+        self.best_val_psnr = checkpoint["best_val_psnr"]
+        self.train_seconds = checkpoint["train_seconds"]
+        rng_states = checkpoint["rng"]
+        restore_rng_state(rng_states[self.context.rank % len(rng_states)])
+
+    # --------------------------------------------------------------------------- training
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimizer step on `batch`; returns the loss terms (averaged over ranks)."""
+        self.model.train()
+        progress = training_progress(self.step, self.train_seconds, self.config)
+        self.current_lr = self.config.optim.lr * lr_factor(self.step, progress, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr
+        lr = batch["lr"].to(self.device, non_blocking=True)
+        hr = batch["hr"].to(self.device, non_blocking=True)
+        parsing = batch["parsing"].to(self.device, non_blocking=True)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            output = self.model(lr, hr=hr)
+        # Losses in fp32: small L1 differences vanish in bf16.
+        total, terms = self.loss_fn(_to_float32(output), hr, parsing, self.net.diversity_loss())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.config.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        names = ["total", *sorted(terms)]
+        values = torch.stack([total.detach().float(), *(terms[name].detach().float() for name in names[1:])])
+        values = all_reduce_mean(values, self.context).tolist()
+        return dict(zip(names, values, strict=True))
+
+    def fit(self, resume: str | Path | None = None) -> dict[str, Any]:
+        config = self.config
+        loader, sampler = self._train_loader()
+        if resume:
+            self.load(resume)
+        log = RunLog(self.run_dir, tensorboard=config.runtime.tensorboard) if self.context.is_main else None
+        if log is not None:
+            log.truncate_after(self.step)
+            (self.run_dir / "train_config.json").write_text(_json(config.to_dict()))
+        progress = self._progress_bar()
+        sums: dict[str, float] = defaultdict(float)
+        window_steps, window_start = 0, time.perf_counter()
+        last_val: dict[str, str] = {}
+        clock = time.perf_counter()  # training time counts data loading, not validation or checkpoints
+        try:
+            while not self._finished():
+                if self.batch_in_epoch >= sampler.batches_per_epoch:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                sampler.set_epoch(self.epoch, self.batch_in_epoch)
+                for batch in loader:
+                    terms = self.train_step(batch)
+                    now = time.perf_counter()
+                    self.train_seconds, clock = self.train_seconds + now - clock, now
+                    if config.schedule.time_budget_minutes and self.context.is_distributed:
+                        # The time budget steers the learning rate: every rank must use rank 0's clock.
+                        self.train_seconds = broadcast_object(self.train_seconds, self.context)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    for name, value in terms.items():
+                        sums[name] += value
+                    window_steps += 1
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix({name: f"{value:.4f}" for name, value in terms.items()} | last_val)
+                    if self.step % config.schedule.log_every == 0 or self._finished():
+                        elapsed = time.perf_counter() - window_start
+                        row = {"step": self.step, "epoch": self.epoch, "lr": self.current_lr}
+                        row |= {name: total / window_steps for name, total in sums.items()}
+                        row["images_per_s"] = window_steps * config.schedule.batch_size * self.context.world_size / elapsed
+                        row["train_seconds"] = self.train_seconds
+                        if log is not None:
+                            log.write("train", row)
+                        sums.clear()
+                        window_steps, window_start = 0, time.perf_counter()
+                    finished = self._finished()
+                    if self.step % config.schedule.val_every == 0 or finished:
+                        last_val = self._validate_and_keep_best(log)
+                        window_start = time.perf_counter()  # validation time is not training throughput
+                    if self.step % config.schedule.checkpoint_every == 0 or finished:
+                        self.save(["last.pt", f"step-{self.step:07d}.pt"])
+                    clock = time.perf_counter()
+                    if finished:
+                        break
+        finally:
+            if progress is not None:
+                progress.close()
+            if log is not None:
+                log.close()
+        return {"step": self.step, "best_val_psnr": self.best_val_psnr, "train_seconds": self.train_seconds}
+
+    def _finished(self) -> bool:
+        budget = self.config.schedule.time_budget_minutes
+        out_of_time = bool(budget) and self.train_seconds >= 60.0 * budget
+        return self.step >= self.config.schedule.max_steps or out_of_time
+
+    def _validate_and_keep_best(self, log: RunLog | None) -> dict[str, str]:
+        result: dict[str, float] = {}
+        if self.context.is_main:
+            result = validate(self.net, self.config.data.cache_dir, self.model_config.scale, self.config.data.val_images)
+            if log is not None:
+                log.write("val", {"step": self.step} | result)
+        result = broadcast_object(result, self.context)
+        if result and result["psnr_y"] > self.best_val_psnr:
+            self.best_val_psnr = result["psnr_y"]
+            self.save(["best.pt"])
+        barrier(self.context)
+        return {"val_psnr": f"{result['psnr_y']:.2f}"} if result else {}
+
+    def _progress_bar(self):
+        if not self.context.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.config.schedule.max_steps,
+            initial=self.step,
+            desc=self.config.name,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=2.0,
+        )
+
+
+def summarize_cache(cache_dir: str | Path) -> dict[str, Any]:
+    """Image counts per source dataset and split, from the cache's index.json (for the manifest)."""
+    import json
+
+    index_path = Path(cache_dir) / "index.json"
+    if not index_path.exists():
+        return {}
+    index = json.loads(index_path.read_text())
+    entries = index["images"] if isinstance(index, dict) and "images" in index else index
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for entry in entries:
+        counts[entry.get("split", "?")][entry.get("dataset", "?")] += 1
+    return {"cache_dir": str(cache_dir), "images": {split: dict(per) for split, per in counts.items()}}
+
+
+def _to_float32(output: Any) -> Any:
+    """The network output with every floating tensor field cast to fp32 (autocast leaves some in bf16)."""
+    import dataclasses
+
+    changes = {
+        field.name: value.float()
+        for field in dataclasses.fields(output)
+        if isinstance(value := getattr(output, field.name), torch.Tensor) and value.is_floating_point()
+    }
+    return dataclasses.replace(output, **changes)
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, default=str) + "\n"

@@ -1,0 +1,49 @@
+"""Periodic validation during training: PSNR-Y of the network beside bicubic on held-out faces.
+
+The held-out split of the training cache, scored with the evaluation protocol (rounded uint8
+output, BT.601 luma, whole image; training.evaluation / training.metrics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.evaluation import bicubic_upscale, to_uint8
+from training.metrics import psnr_y
+
+
+def load_val_images(cache_dir: str | Path, scale: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(HR N×128×128×3 uint8, LR N×h×w×3 uint8) of the first `limit` images of the `val` split."""
+    from training.data.dataset import FaceDataset
+
+    dataset = FaceDataset(cache_dir, split="val", scale=scale, augment=False)
+    rows = dataset.rows if limit <= 0 else dataset.rows[:limit]
+    arrays = dataset._open()
+    return np.asarray(arrays["hr"][rows]), np.asarray(arrays["lr"][rows])
+
+
+@torch.no_grad()
+def validate(
+    net: torch.nn.Module, cache_dir: str | Path, scale: int, limit: int = 100, batch_size: int = 25
+) -> dict[str, float]:
+    """Mean PSNR-Y of `net` and of bicubic over the held-out images, and the gain."""
+    hr_images, lr_images = load_val_images(cache_dir, scale, limit)
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    model_scores, bicubic_scores = [], []
+    try:
+        for start in range(0, len(hr_images), batch_size):
+            lr = lr_images[start : start + batch_size]
+            batch = torch.from_numpy(np.ascontiguousarray(lr.transpose(0, 3, 1, 2))).float().div(255.0)
+            sr = to_uint8(net(batch.to(device)).sr.float().cpu().numpy())
+            for index, hr in enumerate(hr_images[start : start + batch_size]):
+                model_scores.append(psnr_y(sr[index], hr))
+                bicubic_scores.append(psnr_y(bicubic_upscale(lr[index], scale), hr))
+    finally:
+        net.train(was_training)
+    psnr, bicubic = float(np.mean(model_scores)), float(np.mean(bicubic_scores))
+    return {"psnr_y": psnr, "bicubic_psnr_y": bicubic, "gain_db": psnr - bicubic, "images": len(hr_images)}
