@@ -145,7 +145,9 @@ def render(report: dict) -> str:
             "",
             f"**{titles[name]}** — single image, {single['pairs']} alternated pairs: raw ORT p50 "
             f"{single['raw_p50_ms']:.1f} ms, request p50 {single['service_p50_ms']:.1f} ms "
-            f"(+{single['overhead_p50_ms']:.1f} ms).",
+            f"({single['overhead_p50_ms']:+.1f} ms)"
+            + (f"; request minus its own model time, p50: {single['request_minus_own_inference_p50_ms']:.1f} ms."
+               if single.get("request_minus_own_inference_p50_ms") is not None else "."),
             "",
             loadgen.markdown_table(report[name]["levels"]),
         ]

@@ -316,18 +316,26 @@ class Worker:
         self.metrics.jobs.labels("dead_lettered").inc()
         log.warning("job %s dead-lettered after %d deliveries: %s", entry_id.decode(), deliveries, reason)
 
-    def _finish(self, entry_id: bytes, reply_to: str | None, reply: Reply | None, pipe) -> None:
-        """Queue on ``pipe``: the reply (if any), then the acknowledgement and deletion of the job."""
-        if reply is not None and reply_to:
-            pipe.xadd(reply_to, reply.to_fields(), maxlen=REPLY_STREAM_MAXLEN, approximate=True)
+    def _finish(self, pipe, finished: list[tuple[bytes, str | None, Reply | None]]) -> None:
+        """Queue on ``pipe`` the replies (entry id, reply stream, reply or None), then one
+        acknowledgement and one deletion for all the jobs: few commands per batch."""
+        if not finished:
+            return
+        reply_streams = set()
+        for _, reply_to, reply in finished:
+            if reply is not None and reply_to:
+                pipe.xadd(reply_to, reply.to_fields(), maxlen=REPLY_STREAM_MAXLEN, approximate=True)
+                reply_streams.add(reply_to)
+        for reply_to in reply_streams:
             pipe.expire(reply_to, self.settings.result_ttl_s)
-        pipe.xack(self.settings.stream, self.settings.consumer_group, entry_id)
-        pipe.xdel(self.settings.stream, entry_id)
+        entry_ids = [entry_id for entry_id, _, _ in finished]
+        pipe.xack(self.settings.stream, self.settings.consumer_group, *entry_ids)
+        pipe.xdel(self.settings.stream, *entry_ids)
 
     async def _process(self, batch: list[Delivery]) -> None:
         now = time.time()
         groups: dict[tuple[int, int, int], list[tuple[Delivery, Job]]] = {}
-        pipe = self.redis.pipeline(transaction=False)
+        finished: list[tuple[bytes, str | None, Reply | None]] = []
         for delivery in batch:
             try:
                 job = Job.from_fields(delivery.fields)
@@ -336,19 +344,22 @@ class Worker:
                 self.metrics.jobs.labels("bad_job").inc()
                 reply_to = delivery.fields.get(b"reply", b"").decode() or None
                 job_id = delivery.fields.get(b"id", b"").decode()
-                self._finish(delivery.entry_id, reply_to, Reply(job_id, "bad_job", {"error": str(error)}), pipe)
+                finished.append((delivery.entry_id, reply_to, Reply(job_id, "bad_job", {"error": str(error)})))
                 continue
             if job.expired(now):
                 self.metrics.jobs.labels("expired").inc()
-                self._finish(delivery.entry_id, None, None, pipe)  # its client already had a 504
+                finished.append((delivery.entry_id, None, None))  # its client already had a 504
                 continue
             if job.scale not in self.runners:
                 self.metrics.jobs.labels("bad_job").inc()
                 reply = Reply(job.job_id, "no_model", {"error": f"no model for scale {job.scale}"})
-                self._finish(delivery.entry_id, job.reply_to, reply, pipe)
+                finished.append((delivery.entry_id, job.reply_to, reply))
                 continue
             groups.setdefault((job.scale, job.height, job.width), []).append((delivery, job))
-        await pipe.execute()
+        if finished:
+            pipe = self.redis.pipeline(transaction=False)
+            self._finish(pipe, finished)
+            await pipe.execute()
         kept = {delivery.entry_id for members in groups.values() for delivery, _ in members}
         self.in_hand.difference_update({delivery.entry_id for delivery in batch} - kept)
 
@@ -376,7 +387,7 @@ class Worker:
         inference_s = time.perf_counter() - started
         self.metrics.batch_size.labels(runner.provider).observe(len(members))
         self.metrics.inference_seconds.labels(runner.provider, str(runner.scale)).observe(inference_s)
-        pipe = self.redis.pipeline(transaction=False)
+        finished = []
         for index, (delivery, job) in enumerate(members):
             pixels = sr_to_uint8(sr[index])
             meta = {
@@ -386,7 +397,9 @@ class Worker:
                 "provider": runner.provider, "model": runner.spec.name, "worker": self.worker_id,
                 "deliveries": delivery.deliveries,
             }
-            self._finish(delivery.entry_id, job.reply_to, Reply(job.job_id, "ok", meta, pixels.tobytes()), pipe)
+            finished.append((delivery.entry_id, job.reply_to, Reply(job.job_id, "ok", meta, pixels.tobytes())))
+        pipe = self.redis.pipeline(transaction=False)
+        self._finish(pipe, finished)
         pipe.incrby(completed_counter_key(self.settings), len(members))
         await pipe.execute()
         self.in_hand.difference_update(d.entry_id for d, _ in members)
