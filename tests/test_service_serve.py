@@ -46,6 +46,7 @@ def test_serve_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
             response = httpx.post(f"{url}/upscale", params={"scale": 4}, content=png_bytes(face_like(32, 32)), timeout=30)
             assert response.status_code == 200
             assert Image.open(io.BytesIO(response.content)).size == (128, 128)
+            wait_until(lambda: "is serving on" in log_path.read_text(), 10, message="the serving message")
             redis_port = int(re.search(r"redis-server on 127\.0\.0\.1:(\d+)", log_path.read_text()).group(1))
             assert port_open(redis_port) and port_open(worker_port)
             process.send_signal(signal.SIGINT)  # Ctrl-C
@@ -56,6 +57,33 @@ def test_serve_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     assert not port_open(api_port) and not port_open(worker_port) and not port_open(redis_port)
     text = log_path.read_text()
     assert "is serving on" in text and "SIGINT received: shutting down" in text and "stopped" in text
+
+
+def test_serve_with_a_redis_url_uses_that_redis(tmp_path):
+    cluster = Cluster(tmp_path, build_fixture_release(tmp_path / "release"))
+    cluster.start_redis()
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}
+    env.update(PORTRAITSR_MANIFEST_PATH=str(cluster.manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()))
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portraitsr", "serve", "--port", str(api_port), "--redis-url", cluster.settings["redis_url"]],
+            env=env, stdout=log, stderr=log, cwd=REPO,
+        )
+        try:
+            url = f"http://127.0.0.1:{api_port}"
+            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 60, message="serve ready")
+            response = httpx.post(f"{url}/upscale", content=png_bytes(face_like(16, 16)), timeout=30)
+            assert response.status_code == 200
+            assert cluster.redis().exists("portraitsr:jobs")  # the queue lives in the given Redis
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+            cluster.close()
+    assert "private redis-server" not in log_path.read_text()
 
 
 @pytest.mark.skipif(not RELEASE_MANIFEST.is_file(), reason="no shipped release yet (model/release/manifest.json)")
