@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     runner = raw_runner(args.manifest, args.scale, args.intra_op_threads)
     paired = paired_latency(args.url, runner, args.scale, side, args.pairs)
     print(json.dumps({"single_image": paired}), file=sys.stderr, flush=True)
-    levels = [int(c) for c in args.levels.split(",")]
-    results = sweep(args.url, runner, args.scale, side, levels, args.duration_s, args.max_batch_size, args.raw_duration_s)
+    levels = [int(c) for c in args.levels.split(",") if c.strip()]  # --levels "": single-image pairs only
+    results = sweep(args.url, runner, args.scale, side, levels, args.duration_s, args.max_batch_size, args.raw_duration_s) if levels else []
+    print(json.dumps({"single_image": paired}))
     print(markdown_table(results))
     if args.json:
         args.json.write_text(json.dumps({"url": args.url, "single_image": paired, "levels": results}, indent=2))
