@@ -99,3 +99,14 @@ def test_a_new_export_replaces_the_entry_of_its_scale_and_keeps_others(exported,
     names = [model["name"] for model in json.loads((release / "manifest.json").read_text())["models"]]
     assert names == ["small-x4", "new-x8"]
     assert {spec.scale for spec in load_manifest(release / "manifest.json")} == {4, 8}
+
+
+def test_parity_check_rejects_an_onnx_file_of_other_weights(tmp_path):
+    release = tmp_path / "release"
+    write_checkpoint(tmp_path / "a.pt", "tiny-x4", seed=4)
+    write_checkpoint(tmp_path / "b.pt", "tiny-x4", seed=5)
+    export_release(tmp_path / "a.pt", "unit-x4", release_dir=release, write_finetune_checkpoint=False)
+    manifest_before = (release / "manifest.json").read_text()
+    with pytest.raises(ValueError, match="differs from PyTorch"):
+        export_release(tmp_path / "b.pt", "unit-x4", release_dir=release, reuse_onnx=True)
+    assert (release / "manifest.json").read_text() == manifest_before

@@ -167,16 +167,20 @@ def export_release(
     write_manifest: bool = True,
     write_finetune_checkpoint: bool = True,
     tolerance: float = PARITY_TOLERANCE,
+    reuse_onnx: bool = False,
 ) -> dict[str, Any]:
     """Export `checkpoint_path` as `<release_dir>/<name>.onnx` (+ `<name>.pt`) and its manifest entry.
 
     Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`; nothing is written to
-    the manifest then.
+    the manifest then. `reuse_onnx` keeps an existing `<name>.onnx` (e.g. the very file that was
+    evaluated) instead of exporting again; the parity check still runs on it.
     """
     release_dir = Path(release_dir)
     checkpoint = load_checkpoint(checkpoint_path)
     net = load_network(checkpoint)
-    onnx_path = export_onnx(net, release_dir / f"{name}.onnx")
+    onnx_path = release_dir / f"{name}.onnx"
+    if not (reuse_onnx and onnx_path.is_file()):
+        export_onnx(net, onnx_path)
     parity = check_parity(net, onnx_path)
     if not parity.passed(tolerance):
         raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} > {tolerance:g}: {parity.cases}")

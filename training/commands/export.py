@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", type=Path, help="`portraitsr evaluate --json` output of the exported ONNX file")
     parser.add_argument("--no-manifest", action="store_true", help="write the files but leave manifest.json alone")
     parser.add_argument("--no-checkpoint", action="store_true", help="skip the fine-tuning checkpoint <name>.pt")
+    parser.add_argument(
+        "--reuse-onnx",
+        action="store_true",
+        help="keep an existing <name>.onnx (the file you evaluated) instead of exporting again; parity still checked",
+    )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX Runtime − PyTorch| allowed")
 
 
@@ -31,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         write_manifest=not args.no_manifest,
         write_finetune_checkpoint=not args.no_checkpoint,
         tolerance=args.tolerance,
+        reuse_onnx=args.reuse_onnx,
     )
     print(f"{entry['onnx']}: sha256 {entry['sha256']}, parity max |diff| {entry['parity']['max_abs_diff']:.2e}")
     if entry.get("replaced"):
