@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import time
 from collections import defaultdict
@@ -81,8 +82,18 @@ def describe_hardware(context: DistributedContext) -> str:
         return f"{context.world_size}× {name} (CUDA)"
     return (
         f"{context.world_size} process(es) × {torch.get_num_threads()} torch thread(s) on CPU "
-        f"({platform.processor() or platform.machine()})"
+        f"({_cpu_model()}, {os.cpu_count()} cores visible)"
     )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class Trainer:
