@@ -33,6 +33,7 @@ def write_checkpoint(path: Path, name: str, seed: int) -> PortraitSR:
         "hardware": "test",
         "data_summary": {"images": {"train": {"generated": 6}}},
         "train_config": {"name": "unit", "schedule": {"batch_size": 2}, "loss": {"l1": 1.0}},
+        "previous_stages": [{"config": "unit-stage-1", "steps": 5, "train_seconds": 10.0}],
     }
     save_checkpoint(checkpoint, path)
     return net
@@ -73,6 +74,8 @@ def test_manifest_entry_follows_the_release_contract(exported):
     assert entry["onnx"] == "unit-x8.onnx" and entry["input"] == "lr" and entry["output"] == "sr"
     assert entry["sha256"] == hashlib.sha256((release / "unit-x8.onnx").read_bytes()).hexdigest()
     assert entry["model_config"]["dim"] == 8 and entry["training"]["steps"] == 12
+    assert [stage["config"] for stage in entry["training"]["previous_stages"]] == ["unit-stage-1"]
+    assert entry["training"]["total_train_seconds"] == 44.5
     assert entry["metrics"] == {"data": "helen50", "scale": 8, "count": 2, "mean": {"model": {"psnr_y": 1.0}}}
     (spec,) = load_manifest(release / "manifest.json")  # the service's reader accepts it
     assert spec.scale == 8 and spec.input_name == "lr"
@@ -82,6 +85,7 @@ def test_finetune_checkpoint_is_weights_and_config_only(exported):
     folder, net, _ = exported
     slim = torch.load(folder / "release" / "unit-x8.pt", weights_only=True)
     assert "optimizer" not in slim and "rng" not in slim
+    assert slim["previous_stages"][0]["steps"] == 5  # provenance travels with the weights
     assert slim["model_config"] == net.config.to_dict()
     for name, tensor in net.state_dict().items():
         assert torch.equal(slim["model"][name], tensor)

@@ -79,6 +79,37 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cache, tmp_path):
     assert any(not torch.equal(halfway_state[name], tensor) for name, tensor in straight_state.items())
 
 
+def test_init_from_starts_a_fresh_run_from_the_checkpoint_weights(cache, tmp_path):
+    pretrained = Trainer(train_config_from_dict(tiny_config(cache, tmp_path / "pretrained", max_steps=2)))
+    pretrained.fit()
+    config = tiny_config(cache, tmp_path / "finetune", max_steps=2)
+    config["init_from"] = str(tmp_path / "pretrained" / "last.pt")
+    finetune = Trainer(train_config_from_dict(config))
+    # fit() loads the weights; with zero steps left nothing else moves them.
+    finetune.config.schedule.max_steps = 0
+    finetune.fit()
+    assert finetune.step == 0 and finetune.train_seconds == 0.0
+    assert not finetune.optimizer.state  # fresh optimizer, not the checkpoint's
+    stage = finetune.previous_stages[0]
+    assert (stage["config"], stage["steps"], stage["batch_size"]) == ("tiny-test", 2, 2)
+    for name, tensor in pretrained.net.state_dict().items():
+        assert torch.equal(tensor, finetune.net.state_dict()[name]), name
+
+
+def test_without_reconstruction_loss_the_branch_is_skipped_and_the_dictionary_frozen(cache, tmp_path):
+    config = tiny_config(cache, tmp_path)
+    config["loss"] |= {"reconstruction": 0.0, "diversity": 0.0}
+    trainer = Trainer(train_config_from_dict(config))
+    dictionary_before = trainer.net.atp.dictionary.detach().clone()
+    sr_weights_before = {n: p.detach().clone() for n, p in trainer.net.decoder.named_parameters()}
+    loader, _ = trainer._train_loader()
+    terms = trainer.train_step(next(iter(loader)))
+    assert "reconstruction" not in terms
+    assert torch.equal(trainer.net.atp.dictionary, dictionary_before)
+    assert not any(p.requires_grad for p in trainer.net.rec_encoder.parameters())
+    assert any(not torch.equal(p, sr_weights_before[n]) for n, p in trainer.net.decoder.named_parameters())
+
+
 def test_checkpoint_holds_what_resume_and_release_need(cache, tmp_path):
     Trainer(train_config_from_dict(tiny_config(cache, tmp_path, max_steps=2))).fit()
     checkpoint = load_checkpoint(tmp_path / "last.pt")

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-FINETUNE_KEYS = ("model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary")
+FINETUNE_KEYS = (
+    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary", "previous_stages",
+)  # fmt: skip
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -79,6 +79,9 @@ class TrainConfig:
     model: str  # named model config ("small-x8") or a path to a model YAML file
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {use_ssp: false} for ablations
     output_dir: str = "runs/{name}"
+    # Fine-tuning: start from this checkpoint's network weights (e.g. model/release/*.pt) with a
+    # fresh optimizer, schedule and step count. `--resume` instead continues a run exactly.
+    init_from: str | None = None
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -120,6 +120,13 @@ def manifest_entry(
             "optimizer": train_config.get("optim"),
             "data": checkpoint.get("data_summary"),
             "best_val_psnr_y": checkpoint.get("best_val_psnr"),
+            # Fine-tuned models: the stages before this one (oldest first) and the whole time.
+            "previous_stages": checkpoint.get("previous_stages", []),
+            "total_train_seconds": round(
+                float(checkpoint.get("train_seconds", 0.0))
+                + sum(stage["train_seconds"] for stage in checkpoint.get("previous_stages", [])),
+                1,
+            ),
         },
         "parity": {"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
         "licence": "weights trained on CelebA-HQ/CelebAMask-HQ and UTKFace faces: non-commercial research use only",

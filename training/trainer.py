@@ -110,6 +110,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model_config = build_model_config(config)
         self.net = PortraitSR(self.model_config).to(self.device)
+        if config.loss.reconstruction == 0:
+            self._freeze_reconstruction_branch()
         self.model: torch.nn.Module = self.net
         if self.context.is_distributed:
             self.model = DistributedDataParallel(
@@ -134,6 +136,19 @@ class Trainer:
         self.train_seconds = 0.0
         self.hardware = describe_hardware(self.context)
         self.data_summary: dict[str, Any] = {}
+        self.previous_stages: list[dict[str, Any]] = []  # training stages before init_from, oldest first
+
+    def _freeze_reconstruction_branch(self) -> None:
+        """λ3 = 0: the HR reconstruction branch (E_rec and the ATP dictionary it trains) is skipped.
+
+        The SR path reads the dictionary detached, so without L_rec only the tiny diversity term
+        would move it; freezing keeps a dictionary learned in an earlier stage intact (fine-tuning)
+        and lets DDP ignore the unused parameters.
+        """
+        frozen = [self.net.rec_encoder, self.net.atp]
+        for module in frozen:
+            if module is not None:
+                module.requires_grad_(False)
 
     # ----------------------------------------------------------------------------- data
     def _train_loader(self) -> tuple[DataLoader, ResumableSampler]:
@@ -176,6 +191,7 @@ class Trainer:
             "hardware": self.hardware,
             "data_summary": self.data_summary,
             "train_config": self.config.to_dict(),
+            "previous_stages": self.previous_stages,
         }
 
     def save(self, names: list[str], extra: dict[str, Any] | None = None) -> None:
@@ -206,8 +222,18 @@ class Trainer:
         self.batch_in_epoch = checkpoint["batch_in_epoch"]
         self.best_val_psnr = checkpoint["best_val_psnr"]
         self.train_seconds = checkpoint["train_seconds"]
+        self.previous_stages = checkpoint.get("previous_stages", [])
         rng_states = checkpoint["rng"]
         restore_rng_state(rng_states[self.context.rank % len(rng_states)])
+
+    def load_weights(self, path: str | Path) -> None:
+        """Network weights only (fine-tuning): optimizer, schedule and step start afresh."""
+        checkpoint = load_checkpoint(path)
+        saved_config = ModelConfig.from_dict(checkpoint["model_config"])
+        if saved_config != self.model_config:
+            raise ValueError(f"{path} was trained with a different model config: {saved_config} vs {self.model_config}")
+        self.net.load_state_dict(checkpoint["model"])
+        self.previous_stages = [*checkpoint.get("previous_stages", []), stage_summary(checkpoint, path)]
 
     # --------------------------------------------------------------------------- training
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -226,7 +252,8 @@ class Trainer:
             else contextlib.nullcontext()
         )
         with autocast:
-            output = self.model(lr, hr=hr)
+            # λ3 = 0: no HR input, so the network skips the reconstruction branch (35 % of a CPU step).
+            output = self.model(lr, hr=hr if self.config.loss.reconstruction > 0 else None)
         # Losses in fp32: small L1 differences vanish in bf16.
         total, terms = self.loss_fn(_to_float32(output), hr, parsing, self.net.diversity_loss())
         self.optimizer.zero_grad(set_to_none=True)
@@ -246,6 +273,8 @@ class Trainer:
         loader, sampler = self._train_loader()
         if resume:
             self.load(resume)
+        elif config.init_from:
+            self.load_weights(config.init_from)
         log = RunLog(self.run_dir, tensorboard=config.runtime.tensorboard) if self.context.is_main else None
         if log is not None:
             log.truncate_after(self.step)
@@ -332,6 +361,22 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=2.0,
         )
+
+
+def stage_summary(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """What a checkpoint's own training stage was: recorded in the checkpoints fine-tuned from it."""
+    train_config = checkpoint["train_config"]
+    return {
+        "checkpoint": str(path),
+        "config": train_config["name"],
+        "steps": checkpoint["step"],
+        "batch_size": train_config["schedule"]["batch_size"],
+        "train_seconds": round(checkpoint["train_seconds"], 1),
+        "hardware": checkpoint["hardware"],
+        "loss_weights": train_config["loss"],
+        "optimizer": train_config["optim"],
+        "data": {"cache_dir": train_config["data"]["cache_dir"], "images": checkpoint["data_summary"].get("images")},
+    }
 
 
 def summarize_cache(cache_dir: str | Path) -> dict[str, Any]:

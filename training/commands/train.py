@@ -10,6 +10,9 @@ HELP = "train a PortraitSR model from a YAML config (CPU or CUDA; multi-GPU/mult
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="training/configs/<name>.yaml, or a name in that folder")
     parser.add_argument("--resume", help="checkpoint to continue from (e.g. runs/<name>/last.pt): exact resume")
+    parser.add_argument(
+        "--init-from", help="fine-tune: start from this checkpoint's weights (fresh optimizer and schedule)"
+    )
     parser.add_argument("--max-steps", type=int, help="override schedule.max_steps")
     parser.add_argument("--batch-size", type=int, help="override schedule.batch_size (per process)")
     parser.add_argument("--lr", type=float, help="override optim.lr")
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     named = {
+        "init_from": args.init_from,
         "schedule.max_steps": args.max_steps,
         "schedule.batch_size": args.batch_size,
         "optim.lr": args.lr,
