@@ -271,6 +271,23 @@ def test_face_dataset_flip_is_consistent(cache):
     assert seen == {True, False}
 
 
+def test_face_dataset_oversample_repeats_one_source(cache):
+    out, _ = cache
+    plain = FaceDataset(out, "train", 4)
+    counts = {}
+    for entry in plain.entries:
+        counts[entry["dataset"]] = counts.get(entry["dataset"], 0) + 1
+    weighted_name = sorted(counts)[0]
+    weighted = FaceDataset(out, "train", 4, oversample={weighted_name: 3})
+    assert len(weighted) == len(plain) + 2 * counts[weighted_name]
+    repeated = [row for row, entry in zip(weighted.rows, weighted.entries, strict=True) if entry["dataset"] == weighted_name]
+    assert sorted(repeated) == sorted(3 * [e["row"] for e in plain.entries if e["dataset"] == weighted_name])
+    with pytest.raises(ValueError, match="not in this split"):
+        FaceDataset(out, "train", 4, oversample={"no-such-dataset": 2})
+    with pytest.raises(ValueError, match="≥ 1"):
+        FaceDataset(out, "train", 4, oversample={weighted_name: 0})
+
+
 def test_the_benchmark_is_refused(tmp_path):
     (tmp_path / "helen50/hr").mkdir(parents=True)
     Image.new("RGB", (128, 128)).save(tmp_path / "helen50/hr/a.jpg")

@@ -168,9 +168,25 @@ def test_config_overrides_and_typos(tmp_path):
     assert config.run_dir == Path("runs/x")
     with pytest.raises(ValueError, match="unknown keys"):
         load_train_config(path, ["optim.learning_rate=1"])
+    weighted = load_train_config(path, ["data.oversample={celebamask-hq: 4}"])
+    assert weighted.data.oversample == {"celebamask-hq": 4}
+    with pytest.raises(ValueError, match="integer"):
+        load_train_config(path, ["data.oversample={celebamask-hq: 1.5}"])
 
 
-@pytest.mark.parametrize("name", ["release-x8", "release-x4", "ablation-x8-backbone", "paper-x8", "paper-x4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "release-x8",
+        "release-x4",
+        "release-x8-finetune",
+        "release-x4-finetune",
+        "release-x8-stage3",
+        "ablation-x8-backbone",
+        "paper-x8",
+        "paper-x4",
+    ],
+)
 def test_shipped_configs_load(name):
     config = load_train_config(name)
     assert config.name == name

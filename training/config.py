@@ -25,6 +25,8 @@ class DataConfig:
     augment: bool = True
     num_workers: int = 0  # 0 = load in the training process (fastest on 2 cores, exact resume)
     val_images: int = 100  # held-out images scored at each validation (0 = the whole split)
+    # dataset name -> copies of each of its training images per epoch (e.g. {celebamask-hq: 4})
+    oversample: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,6 +172,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is str:
         return str(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(hint)
+        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         return tuple(_coerce(arg, item, where) for arg, item in zip(typing.get_args(hint), value, strict=True))
     return value

@@ -155,7 +155,11 @@ class Trainer:
         from training.data.dataset import FaceDataset
 
         dataset = FaceDataset(
-            self.config.data.cache_dir, split="train", scale=self.model_config.scale, augment=self.config.data.augment
+            self.config.data.cache_dir,
+            split="train",
+            scale=self.model_config.scale,
+            augment=self.config.data.augment,
+            oversample=self.config.data.oversample,
         )
         self.data_summary = summarize_cache(self.config.data.cache_dir)
         sampler = ResumableSampler(

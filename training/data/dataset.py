@@ -17,6 +17,8 @@ class FaceDataset(Dataset):
 
     ``split`` is ``"train"``, ``"val"`` or ``"all"``; ``scale`` picks ``lr_x{scale}.npy`` (made
     with Pillow bicubic by prepare-data). ``augment`` flips lr, hr and parsing together.
+    ``oversample`` maps a dataset name (the index's ``dataset`` field) to how many times each of
+    its images appears per epoch, to weight a small, sharp source against a large one.
     """
 
     def __init__(
@@ -26,6 +28,7 @@ class FaceDataset(Dataset):
         scale: int,
         augment: bool = False,
         parsing_channels: int = NUM_COMPACT_CLASSES,
+        oversample: dict[str, int] | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.scale = scale
@@ -38,6 +41,7 @@ class FaceDataset(Dataset):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
         self.entries = [entry for entry in index if split == "all" or entry["split"] == split]
+        self.entries = _oversampled(self.entries, oversample or {})
         self.rows = np.array([entry["row"] for entry in self.entries], dtype=np.int64)
         # Opened lazily so a Dataset pickled into DataLoader workers maps the files itself.
         self._arrays: dict[str, np.ndarray] | None = None
@@ -73,6 +77,16 @@ class FaceDataset(Dataset):
             "hr": _to_chw(hr),
             "parsing": torch.from_numpy(one_hot(parsing, self.parsing_channels)),
         }
+
+
+def _oversampled(entries: list[dict], oversample: dict[str, int]) -> list[dict]:
+    present = {entry["dataset"] for entry in entries}
+    unknown = sorted(set(oversample) - present)
+    if unknown:
+        raise ValueError(f"oversample names datasets not in this split: {unknown} (present: {sorted(present)})")
+    if any(int(times) < 1 for times in oversample.values()):
+        raise ValueError(f"oversample factors must be whole numbers ≥ 1, got {oversample}")
+    return [entry for entry in entries for _ in range(int(oversample.get(entry["dataset"], 1)))]
 
 
 def _to_chw(image: np.ndarray) -> torch.Tensor:
