@@ -213,12 +213,17 @@ class Trainer:
         for path in numbered[: max(0, len(numbered) - self.config.schedule.keep_checkpoints)]:
             path.unlink()
 
-    def load(self, path: str | Path) -> None:
+    def _load_matching_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """The checkpoint at `path`, its weights loaded into the network; its model config must be ours."""
         checkpoint = load_checkpoint(path)
         saved_config = ModelConfig.from_dict(checkpoint["model_config"])
         if saved_config != self.model_config:
             raise ValueError(f"{path} was trained with a different model config: {saved_config} vs {self.model_config}")
         self.net.load_state_dict(checkpoint["model"])
+        return checkpoint
+
+    def load(self, path: str | Path) -> None:
+        checkpoint = self._load_matching_checkpoint(path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = checkpoint["step"]
@@ -232,11 +237,7 @@ class Trainer:
 
     def load_weights(self, path: str | Path) -> None:
         """Network weights only (fine-tuning): optimizer, schedule and step start afresh."""
-        checkpoint = load_checkpoint(path)
-        saved_config = ModelConfig.from_dict(checkpoint["model_config"])
-        if saved_config != self.model_config:
-            raise ValueError(f"{path} was trained with a different model config: {saved_config} vs {self.model_config}")
-        self.net.load_state_dict(checkpoint["model"])
+        checkpoint = self._load_matching_checkpoint(path)
         self.previous_stages = [*checkpoint.get("previous_stages", []), stage_summary(checkpoint, path)]
 
     # --------------------------------------------------------------------------- training
