@@ -134,3 +134,28 @@ def test_evaluate_checkpoint(tmp_path: Path) -> None:
         sr = net(lr).sr[0].permute(1, 2, 0).numpy()
     sr = np.clip(np.round(sr * 255), 0, 255).astype(np.uint8)
     assert result["images"][0]["model"]["psnr_y"] == pytest.approx(psnr_y(sr, hr), abs=1e-6)
+
+
+def test_evaluate_on_a_training_cache_split_and_source(tmp_path: Path) -> None:
+    from training_cache import write_generated_cache
+
+    cache = write_generated_cache(tmp_path / "cache", train=3, val=3)
+    index = json.loads((cache / "index.json").read_text())
+    index[-1]["dataset"] = "other"  # the last held-out face comes from a second source
+    (cache / "index.json").write_text(json.dumps(index))
+    model = tmp_path / "nearest.onnx"
+    nearest_upscaler_onnx(model, SCALE)
+    out = tmp_path / "out.json"
+    args = ["evaluate", "--model", str(model), "--scale", str(SCALE), "--data", str(cache), "--no-lpips"]
+    assert main([*args, "--source", "generated", "--json", str(out)]) == 0
+
+    result = json.loads(out.read_text())
+    assert [row["name"] for row in result["images"]] == ["generated/3.png", "generated/4.png"]
+    hr = np.load(cache / "hr.npy")[3]
+    lr = bicubic_downsample(hr, SCALE)
+    nearest = lr.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+    assert result["images"][0]["model"]["psnr_y"] == pytest.approx(psnr_y(nearest, hr), abs=1e-9)
+    assert main([*args, "--split", "train", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["count"] == 3
+    with pytest.raises(ValueError, match="no 'val' images from 'utkface'"):
+        main([*args, "--source", "utkface"])

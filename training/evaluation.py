@@ -8,6 +8,7 @@ input ``lr``, output ``sr``, N×3×h×w float32 in [0, 1]); one runs a training 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,17 @@ def load_hr_folder(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray
             raise ValueError(f"{path}: size {rgb.shape[1]}×{rgb.shape[0]} is not a multiple of ×{scale}")
         images.append((path.name, rgb))
     return images
+
+
+def load_hr_cache(cache_dir: str | Path, split: str = "val", source: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """(source file, 128×128×3 uint8) of a prepare-data cache's ``split``, optionally one ``source`` dataset."""
+    index = json.loads((Path(cache_dir) / "index.json").read_text())
+    entries = [e for e in index if e["split"] == split and (source is None or e["dataset"] == source)]
+    if not entries:
+        present = sorted({e["dataset"] for e in index if e["split"] == split})
+        raise ValueError(f"{cache_dir}: no {split!r} images from {source!r} (datasets in that split: {present})")
+    hr = np.load(Path(cache_dir) / "hr.npy", mmap_mode="r")
+    return [(entry["source"], np.asarray(hr[entry["row"]])) for entry in entries]
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -154,7 +166,18 @@ def evaluate_folder(
 
     ``lpips_net``: from ``training.metrics.load_lpips()``; None leaves LPIPS out (null in JSON).
     """
-    images = load_hr_folder(hr_dir, scale)
+    return evaluate_images(load_hr_folder(hr_dir, scale), str(hr_dir), scale, upscaler, lpips_net, batch_size)
+
+
+def evaluate_images(
+    images: list[tuple[str, np.ndarray]],
+    data: str,
+    scale: int,
+    upscaler: Upscaler | None = None,
+    lpips_net: Any | None = None,
+    batch_size: int = 10,
+) -> dict[str, Any]:
+    """`evaluate_folder` on (name, HR image) pairs already in memory; ``data`` says where they came from."""
     methods = ["bicubic"] if upscaler is None else ["model", "bicubic"]
     rows: list[dict[str, Any]] = []
     for start in range(0, len(images), batch_size):
@@ -178,7 +201,7 @@ def evaluate_folder(
                 row[method] = _scores(outputs[method][i], image, distance)
             rows.append(row)
     return {
-        "data": str(hr_dir),
+        "data": data,
         "scale": scale,
         "count": len(rows),
         "mean": {method: _mean(rows, method) for method in methods},

@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=Path("../shared/data/helen50/hr"),
-        help="folder of HR images (default: Helen-50)",
+        help="folder of HR images (default: Helen-50), or a prepare-data cache (a folder with index.json)",
     )
+    parser.add_argument("--split", default="val", help="with a cache: which split to score (default: val)")
+    parser.add_argument("--source", default=None, help="with a cache: only this dataset (e.g. utkface)")
     parser.add_argument("--json", type=Path, default=None, help="write per-image and mean scores here")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (no pretrained weights needed)")
     parser.add_argument("--weights-dir", default=None, help="pretrained-weights cache (see fetch-weights)")
@@ -36,7 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from training.evaluation import CheckpointUpscaler, OnnxUpscaler, evaluate_folder, format_table
+    from training.evaluation import (
+        CheckpointUpscaler,
+        OnnxUpscaler,
+        evaluate_folder,
+        evaluate_images,
+        format_table,
+        load_hr_cache,
+    )
     from training.metrics import load_lpips
 
     upscaler = None
@@ -52,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
     scale = scale or 8
     lpips_net = None if args.no_lpips else load_lpips(args.weights_dir, args.device)
     with torch.inference_mode():
-        result = evaluate_folder(args.data, scale, upscaler, lpips_net, args.batch_size)
+        if (args.data / "index.json").exists():
+            images = load_hr_cache(args.data, args.split, args.source)
+            where = f"{args.data} (split {args.split}, {args.source or 'all sources'})"
+            result = evaluate_images(images, where, scale, upscaler, lpips_net, args.batch_size)
+        else:
+            result = evaluate_folder(args.data, scale, upscaler, lpips_net, args.batch_size)
     result["model"] = None if args.model is None else str(args.model)
     print(format_table(result))
     if args.json is not None:
