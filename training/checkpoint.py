@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 FINETUNE_KEYS = (
-    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary", "previous_stages",
+    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "precision", "data_summary",
+    "previous_stages",
 )  # fmt: skip
 
 
