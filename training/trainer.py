@@ -341,6 +341,8 @@ class Trainer:
                         row |= {name: total / window_steps for name, total in sums.items()}
                         row["images_per_s"] = window_steps * config.schedule.batch_size * self.context.world_size / elapsed
                         row["train_seconds"] = self.train_seconds
+                        if self.device.type == "cuda":
+                            row["cuda_max_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                         if log is not None:
                             log.write("train", row)
                         sums.clear()
