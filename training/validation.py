@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.evaluation import bicubic_upscale, to_uint8
+from portraitsr.release import to_model_input, to_uint8
+from training.evaluation import bicubic_upscale
 from training.metrics import psnr_y
 
 
@@ -38,7 +39,7 @@ def validate(
     try:
         for start in range(0, len(hr_images), batch_size):
             lr = lr_images[start : start + batch_size]
-            batch = torch.from_numpy(np.ascontiguousarray(lr.transpose(0, 3, 1, 2))).float().div(255.0)
+            batch = torch.from_numpy(to_model_input(lr))
             sr = to_uint8(net(batch.to(device)).sr.float().cpu().numpy())
             for index, hr in enumerate(hr_images[start : start + batch_size]):
                 model_scores.append(psnr_y(sr[index], hr))

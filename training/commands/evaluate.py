@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale
     if args.model is not None:
         if args.model.suffix.lower() == ".onnx":
-            upscaler = OnnxUpscaler(args.model)
+            scale = scale or 8
+            upscaler = OnnxUpscaler(args.model, scale)
         else:
             upscaler = CheckpointUpscaler(args.model, args.config, args.device)
             if scale is not None and scale != upscaler.scale:
