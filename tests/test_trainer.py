@@ -193,3 +193,17 @@ def test_shipped_configs_load(name):
     from training.trainer import build_model_config
 
     assert build_model_config(config).scale in (4, 8)
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    from training import trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.resolve_precision("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.resolve_precision("auto", cpu) is None
+    assert trainer.resolve_precision("bf16", cpu) == torch.bfloat16
+    assert trainer.resolve_precision("fp32", cpu) is None
+    with pytest.raises(ValueError, match="needs CUDA"):
+        trainer.resolve_precision("fp16", cpu)
