@@ -202,6 +202,22 @@ def test_named_configurations_exist_and_paper_ones_are_exactly_the_paper() -> No
         assert config.use_ssp and config.use_atp and config.use_hpf
 
 
+def test_a_named_configuration_is_its_family_file_at_the_scale_of_its_name(tmp_path, monkeypatch) -> None:
+    x4, x8 = load_model_config("small-fast-x4"), load_model_config("small-fast-x8")
+    assert (x4.name, x4.scale, x8.name, x8.scale) == ("small-fast-x4", 4, "small-fast-x8", 8)
+    assert x4.replace(name="", scale=8) == x8.replace(name="")  # nothing but the scale differs
+    with pytest.raises(FileNotFoundError, match="available"):
+        load_model_config("small-fast")  # a family needs a scale
+    # A family file that names a scale would contradict the name: refused.
+    monkeypatch.setattr("model.config.CONFIG_DIR", tmp_path)
+    (tmp_path / "odd.yaml").write_text("dim: 8\nscale: 4\n")
+    with pytest.raises(ValueError, match="family file"):
+        load_model_config("odd-x8")
+    # A YAML file given by path carries its own scale.
+    (tmp_path / "own.yaml").write_text("dim: 8\nheads: [1, 1, 2, 2]\nscale: 4\n")
+    assert load_model_config(tmp_path / "own.yaml").scale == 4
+
+
 def test_config_rejects_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"scael": 8})

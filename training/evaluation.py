@@ -9,7 +9,6 @@ the same way.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from portraitsr.release import (
     to_model_input,
     to_uint8,
 )
+from training.data.cache import TrainingCache
 from training.data.degrade import bicubic_downsample
 from training.metrics import lpips, psnr_y, ssim_y
 
@@ -53,12 +53,12 @@ def load_hr_folder(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray
 
 def load_hr_cache(cache_dir: str | Path, split: str = "val", source: str | None = None) -> list[tuple[str, np.ndarray]]:
     """(source file, 128×128×3 uint8) of a prepare-data cache's ``split``, optionally one ``source`` dataset."""
-    index = json.loads((Path(cache_dir) / "index.json").read_text())
-    entries = [e for e in index if e["split"] == split and (source is None or e["dataset"] == source)]
+    cache = TrainingCache(cache_dir)
+    entries = cache.entries(split, source)
     if not entries:
-        present = sorted({e["dataset"] for e in index if e["split"] == split})
+        present = cache.datasets(split)
         raise ValueError(f"{cache_dir}: no {split!r} images from {source!r} (datasets in that split: {present})")
-    hr = np.load(Path(cache_dir) / "hr.npy", mmap_mode="r")
+    hr = cache.hr()
     return [(entry["source"], np.asarray(hr[entry["row"]])) for entry in entries]
 
 

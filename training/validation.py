@@ -12,17 +12,17 @@ import numpy as np
 import torch
 
 from portraitsr.release import to_model_input, to_uint8
+from training.data.cache import TrainingCache
 from training.evaluation import bicubic_upscale
 from training.metrics import psnr_y
 
 
 def load_val_images(cache_dir: str | Path, scale: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(HR N×128×128×3 uint8, LR N×h×w×3 uint8) of the first `limit` images of the `val` split."""
-    from training.data.dataset import FaceDataset
-
-    dataset = FaceDataset(cache_dir, split="val", scale=scale, augment=False)
-    rows = dataset.rows if limit <= 0 else dataset.rows[:limit]
-    arrays = dataset._open()
+    cache = TrainingCache(cache_dir)
+    rows = [entry["row"] for entry in cache.entries("val")]
+    rows = rows if limit <= 0 else rows[:limit]
+    arrays = cache.arrays(scale)
     return np.asarray(arrays["hr"][rows]), np.asarray(arrays["lr"][rows])
 
 
