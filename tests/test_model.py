@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from model.atp import AssociativeTexturePrior, dictionary_diversity_loss
 from model.config import ModelConfig, available_configs, load_model_config
@@ -138,8 +139,18 @@ def test_parsing_channels_follow_the_config() -> None:
 
 
 def test_odd_sizes_are_padded_internally_and_cropped_back() -> None:
-    out = PortraitSR(tiny(4))(torch.rand(1, 3, 7, 9))
-    assert out.sr.shape == (1, 3, 28, 36)
+    network = PortraitSR(tiny(4)).eval()
+    lr = torch.rand(1, 3, 7, 9)  # ×4: 28×36, padded to 32×40 inside
+    with torch.no_grad():
+        out = network(lr, hr=torch.rand(1, 3, 28, 36))
+        assert out.sr.shape == (1, 3, 28, 36) and out.rec is not None and out.rec.shape == out.sr.shape
+        assert out.parsing is not None and out.parsing.shape[2:] == (28, 36)
+        # With the decoder's output silenced, SR is the bicubic base: the crop is the image's own
+        # pixels, in place, with none of the padding left.
+        network.decoder.output.weight.zero_()
+        sr = network(lr).sr
+    bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(sr, bicubic, rtol=0, atol=0)
 
 
 def test_gradients_reach_the_dictionary_through_the_reconstruction_branch() -> None:
