@@ -21,7 +21,7 @@ INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-# The network works on the upscaled image down to 1/8 of it (model/network.py, LATENT_STRIDE),
+# The network works on the upscaled image down to 1/8 of it (model/hpf.py, LATENT_STRIDE),
 # so the upscaled side must be a multiple of this; inputs are edge-padded to fit, outputs cropped.
 OUTPUT_MULTIPLE = 8
 # Image files taken from folders (evaluation sets, training sources, `portraitsr upscale`): the
