@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "training.commands.train",
     "evaluate": "training.commands.evaluate",
     "export": "training.commands.export",
+    "diagnose-priors": "training.commands.diagnose_priors",
     # service
     "api": "service.commands.api",
     "worker": "service.commands.worker",
