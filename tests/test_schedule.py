@@ -45,6 +45,9 @@ def test_cache_reader_entries_counts_and_errors(tmp_path):
     assert cache.counts() == {"train": {"generated": 3}, "val": {"generated": 2}}
     arrays = cache.arrays(8)
     assert arrays["hr"].shape == (5, 128, 128, 3) and arrays["lr"].shape == (5, 16, 16, 3)
+    val = cache.split_arrays("val", 8, limit=1)
+    assert val["lr"].shape == (1, 16, 16, 3) and (val["hr"][0] == arrays["hr"][3]).all()
+    assert val["parsing"].shape == (1, 128, 128)
     with pytest.raises(ValueError, match="split"):
         cache.entries("test")
     with pytest.raises(FileNotFoundError, match="×2"):

@@ -19,11 +19,8 @@ from training.metrics import psnr_y
 
 def load_val_images(cache_dir: str | Path, scale: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(HR N×128×128×3 uint8, LR N×h×w×3 uint8) of the first `limit` images of the `val` split."""
-    cache = TrainingCache(cache_dir)
-    rows = [entry["row"] for entry in cache.entries("val")]
-    rows = rows if limit <= 0 else rows[:limit]
-    arrays = cache.arrays(scale)
-    return np.asarray(arrays["hr"][rows]), np.asarray(arrays["lr"][rows])
+    arrays = TrainingCache(cache_dir).split_arrays("val", scale, limit)
+    return arrays["hr"], arrays["lr"]
 
 
 @torch.no_grad()

@@ -70,6 +70,12 @@ class TrainingCache:
             "parsing": np.load(self.folder / "parsing.npy", mmap_mode="r"),
         }
 
+    def split_arrays(self, split: str, scale: int, limit: int = 0) -> dict[str, np.ndarray]:
+        """``hr``, ``lr`` and ``parsing`` of the first ``limit`` images of ``split`` (all for 0), in memory."""
+        rows = [entry["row"] for entry in self.entries(split)]
+        rows = rows[:limit] if limit > 0 else rows
+        return {name: np.asarray(array[rows]) for name, array in self.arrays(scale).items()}
+
     def hr(self) -> np.ndarray:
         return np.load(self.folder / "hr.npy", mmap_mode="r")
 
