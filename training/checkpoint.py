@@ -26,7 +26,8 @@ from model.config import ModelConfig
 from model.network import PortraitSR
 
 FINETUNE_KEYS = (
-    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary", "previous_stages",
+    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "precision", "data_summary",
+    "previous_stages",
 )  # fmt: skip
 
 

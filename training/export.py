@@ -96,6 +96,7 @@ def manifest_entry(
             "batch_size": train_config.get("schedule", {}).get("batch_size"),
             "train_seconds": round(float(checkpoint.get("train_seconds", 0.0)), 1),
             "hardware": checkpoint.get("hardware"),
+            "precision": checkpoint.get("precision", "fp32"),
             "loss_weights": train_config.get("loss"),
             "optimizer": train_config.get("optim"),
             "data": checkpoint.get("data_summary"),

@@ -62,6 +62,10 @@ def resolve_precision(requested: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16  # explicit bf16 on CPU: emulated (slow) where the CPU lacks the instructions
 
 
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[amp_dtype]
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU has bf16 arithmetic (x86 AVX-512 BF16 / AMX-BF16, Arm BF16): from /proc/cpuinfo."""
     try:
@@ -192,6 +196,7 @@ class Trainer:
             "best_val_psnr": self.best_val_psnr,
             "train_seconds": self.train_seconds,
             "hardware": self.hardware,
+            "precision": precision_name(self.amp_dtype),
             "data_summary": self.data_summary,
             "train_config": self.config.to_dict(),
             "previous_stages": self.previous_stages,
@@ -385,6 +390,7 @@ def stage_summary(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any
         "batch_size": train_config["schedule"]["batch_size"],
         "train_seconds": round(checkpoint["train_seconds"], 1),
         "hardware": checkpoint["hardware"],
+        "precision": checkpoint.get("precision", "fp32"),  # checkpoints before bf16 on CPU were fp32
         "loss_weights": train_config["loss"],
         "optimizer": train_config["optim"],
         "data": {"cache_dir": train_config["data"]["cache_dir"], "images": checkpoint["data_summary"].get("images")},
