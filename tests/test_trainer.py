@@ -192,7 +192,10 @@ def test_shipped_configs_load(name):
     assert config.name == name
     from training.trainer import build_model_config
 
-    assert build_model_config(config).scale in (4, 8)
+    # Each config trains at the scale its name says, on a model config of that scale.
+    scale = int(name.split("-x")[1][0])
+    model_config = build_model_config(config)
+    assert model_config.scale == scale and model_config.name.endswith(f"-x{scale}")
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch):

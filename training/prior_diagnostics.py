@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from model.network import PortraitSR
-from training.evaluation import to_uint8
+from portraitsr.release import to_model_input, to_uint8
+from training.data.cache import TrainingCache
 from training.metrics import psnr_y
 
 KNOCKOUTS = ("ssp", "atp", "hpf_masks_flat", "all_priors")
@@ -128,8 +129,7 @@ def diagnose(
     agreement: list[float] = []
     try:
         for start in range(0, len(hr_images), batch_size):
-            lr = torch.from_numpy(np.ascontiguousarray(lr_images[start : start + batch_size].transpose(0, 3, 1, 2)))
-            output = net(lr.float().div(255.0))
+            output = net(torch.from_numpy(to_model_input(lr_images[start : start + batch_size])))
             sr = to_uint8(output.sr.numpy())
             hr = hr_images[start : start + batch_size]
             psnr["intact"] += [psnr_y(s, h) for s, h in zip(sr, hr, strict=True)]
@@ -146,8 +146,7 @@ def diagnose(
         scores = []
         with knocked_out(net, which):
             for start in range(0, len(hr_images), batch_size):
-                lr = torch.from_numpy(np.ascontiguousarray(lr_images[start : start + batch_size].transpose(0, 3, 1, 2)))
-                sr = to_uint8(net(lr.float().div(255.0)).sr.numpy())
+                sr = to_uint8(net(torch.from_numpy(to_model_input(lr_images[start : start + batch_size]))).sr.numpy())
                 scores += [psnr_y(s, h) for s, h in zip(sr, hr_images[start : start + batch_size], strict=True)]
         figures[f"knockout_{which}_delta_db"] = float(np.mean(scores)) - figures["psnr_y"]
     figures["images"] = int(len(hr_images))
@@ -156,9 +155,5 @@ def diagnose(
 
 def load_heldout(cache_dir: str | Path, scale: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(HR, LR, compact parsing) uint8 arrays of the cache's held-out split."""
-    from training.data.dataset import FaceDataset
-
-    dataset = FaceDataset(cache_dir, split="val", scale=scale)
-    rows = dataset.rows if limit <= 0 else dataset.rows[:limit]
-    arrays = dataset._open()
-    return tuple(np.asarray(arrays[name][rows]) for name in ("hr", "lr", "parsing"))
+    arrays = TrainingCache(cache_dir).split_arrays("val", scale, limit)
+    return arrays["hr"], arrays["lr"], arrays["parsing"]

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from portraitsr.release import IMAGE_SUFFIXES
 from training.data.celebamask_parts import PartMasks, find_part_masks
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # The benchmark is evaluation data: prepare-data refuses to read from a folder with this name.
 FORBIDDEN_FOLDER_NAMES = ("helen50",)
