@@ -36,6 +36,17 @@ class ServiceSettings(BaseSettings):
     max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
     result_ttl_s: int = Field(60, ge=1, description="an unread reply stream expires after this")
     heartbeat_ttl_s: float = Field(5.0, gt=0, description="a worker whose heartbeat is older is dead")
+    admission_fraction: float = Field(
+        0.5, gt=0, le=1,
+        description="admitted model seconds (measured by the workers) may fill this share of workers × job_deadline_s; "
+        "more gets 429",
+    )
+    redis_max_connections: int = Field(
+        32, ge=1, description="API connections for jobs; a request waits for one, and past that gets 429"
+    )
+    redis_outage_grace_s: float = Field(
+        15.0, gt=0, description="waiting requests get 503 once Redis has been unreachable this long"
+    )
 
     # Model and inference ---------------------------------------------------------------------
     manifest_path: Path = DEFAULT_MANIFEST
@@ -56,6 +67,12 @@ class ServiceSettings(BaseSettings):
         512, ge=1, description="scale × input side above this gets 413: 64 px inputs at ×8, 128 px at ×4 (faces)"
     )
     min_input_side: int = Field(1, ge=1, description="input width or height below this gets 400")
+
+    # Security --------------------------------------------------------------------------------
+    api_keys_file: Path | None = Field(
+        None, description="file of SHA-256 hex digests of accepted API keys, one a line; set: image endpoints "
+        "and /metrics need `Authorization: Bearer <key>` (`portraitsr hash-key` prints a digest)"
+    )
 
     # Processes -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
