@@ -43,3 +43,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def route_paths(app: FastAPI) -> set[str]:
+    """Every path the app answers (included routers keep their routes on ``original_router``)."""
+    paths: set[str] = set()
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop()
+        if hasattr(route, "original_router"):
+            pending.extend(route.original_router.routes)
+        elif getattr(route, "path", None):
+            paths.add(route.path)
+    return paths

@@ -133,7 +133,7 @@ def test_environment_variables_are_service_settings(overlay, monkeypatch):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
-    from service.api import create_app
+    from service.api import create_app, route_paths
 
     objects = render_overlay(overlay)
     worker_source = (REPO / "service" / "worker.py").read_text()
@@ -142,7 +142,7 @@ def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
         settings = settings_of(objects, deployment, monkeypatch)
         if deployment == "api":
             port = settings.api_port
-            endpoints = {route.path for route in create_app(settings).routes}
+            endpoints = route_paths(create_app(settings))
         else:
             port = settings.worker_metrics_port
             # The worker's three GET routes, as it hands them to its health server.
