@@ -200,8 +200,8 @@ class JobBroker:
     async def submit(self, image: DecodedImage, scale: int, deadline: float) -> Reply:
         settings = self.settings
         height, width = image.rgb.shape[:2]
-        if len(self.waiting) >= settings.queue_max_length:
-            raise self._busy(f"this API instance holds {len(self.waiting)} requests", self.queue_depth)
+        if len(self.waiting) >= settings.queue_max_length:  # all queued already: no need to ask Redis
+            raise self._busy(f"{len(self.waiting)} jobs are queued (limit {settings.queue_max_length})", self.queue_depth)
         job = Job(
             job_id=uuid.uuid4().hex, reply_to=self.reply_stream, scale=scale, height=height, width=width,
             deadline=deadline, enqueued_at=time.time(),

@@ -71,7 +71,7 @@ def start_redis(config_path: Path) -> subprocess.Popen:
     return subprocess.Popen([redis_server_executable(), str(config_path)], start_new_session=True, stdout=subprocess.DEVNULL)
 
 
-def wait_for_redis(port: int, password: str, timeout_s: float = 10.0) -> None:
+def wait_for_redis(port: int, password: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     auth = f"AUTH {password}\r\nPING\r\n".encode()
     while time.monotonic() < deadline:
@@ -143,7 +143,8 @@ class Supervisor:
                 wait_for_redis(self.redis_port, password)
                 url = f"redis://:{password}@127.0.0.1:{self.redis_port}/0"
                 self.settings = self.settings.model_copy(update={"redis_url": url})
-                log.info("private redis-server on 127.0.0.1:%d", self.redis_port)
+                log.info("private redis-server on 127.0.0.1:%d (pid %d, password-protected, AOF everysec)",
+                         self.redis_port, self.redis.pid)
             self.workers = [self._spawn("worker", self._worker_env(i)) for i in range(self.settings.workers)]
             self.restart_delay = [0.0] * len(self.workers)
             self.restart_at = [0.0] * len(self.workers)
@@ -168,8 +169,9 @@ class Supervisor:
                     log.warning("worker %d exited with status %s; restarting it", index, worker.returncode)
                     self.workers[index] = self._spawn("worker", self._worker_env(index))
             if self.redis is not None and self.redis.poll() is not None:
-                log.warning("the private redis-server exited; restarting it")
+                log.warning("the private redis-server exited (status %s); restarting it", self.redis.returncode)
                 self.redis = start_redis(self.redis_config)  # same directory: it reloads its AOF
+                log.info("private redis-server restarted (pid %d)", self.redis.pid)
             if not announced:
                 announced = self._ready(url)
                 if announced:
