@@ -77,6 +77,10 @@ class ServiceSettings(BaseSettings):
     # Processes -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    http_header_timeout_s: float = Field(15.0, gt=0, le=30, description="the request head must arrive within this, else 408")
+    http_body_timeout_s: float = Field(30.0, gt=0, description="a request body stalled this long closes the connection")
+    http_max_header_bytes: int = Field(16 * 1024, ge=1024, description="a larger request head gets 431")
+    http_max_connections: int = Field(1000, ge=1, description="open connections past this get 429 at once")
     worker_metrics_host: str = "0.0.0.0"
     worker_metrics_port: int = 9100
     workers: int = Field(1, ge=1, description="worker processes started by `serve`")
