@@ -53,6 +53,10 @@ class ServiceSettings(BaseSettings):
     execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
     max_batch_size: int = Field(8, ge=1)
+    max_batch_output_pixels: int = Field(
+        8 * 128 * 128, ge=1,
+        description="a batch's output pixels stay within this (a larger input runs alone): bounds worker memory",
+    )
     max_batch_wait_ms: float = Field(
         0.0, ge=0, description="how long an idle worker waits to fill a batch (a busy one batches what queued meanwhile)"
     )

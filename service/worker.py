@@ -55,6 +55,12 @@ IDLE_READ_BLOCK_MS = 500  # how often an idle worker looks at its stop flag and 
 SPEED_SMOOTHING = 0.3  # weight of the newest batch in the moving average of the model speed
 
 
+def split_size(output_pixels: int, max_batch_size: int, max_batch_output_pixels: int) -> int:
+    """Images of one size per model run: at most max_batch_size, and within the pixel budget
+    (memory grows with a batch's pixels), but always at least one."""
+    return max(1, min(max_batch_size, max_batch_output_pixels // output_pixels))
+
+
 class Worker:
     def __init__(self, settings: ServiceSettings, runners: dict[int, ModelRunner] | None = None):
         self.settings = settings
@@ -282,9 +288,10 @@ class Worker:
         kept = {delivery.entry_id for members in groups.values() for delivery, _ in members}
         self.in_hand.difference_update({delivery.entry_id for delivery in batch} - kept)
 
-        for (scale, _, _), members in groups.items():
-            for start in range(0, len(members), self.settings.max_batch_size):
-                await self._run_batch(self.runners[scale], members[start : start + self.settings.max_batch_size])
+        for (scale, height, width), members in groups.items():
+            size = split_size(scale * scale * height * width, self.settings.max_batch_size, self.settings.max_batch_output_pixels)
+            for start in range(0, len(members), size):
+                await self._run_batch(self.runners[scale], members[start : start + size])
 
     async def _run_batch(self, runner: ModelRunner, members: list[tuple[Delivery, Job]]) -> None:
         started_wall = time.time()
