@@ -68,8 +68,10 @@ def redis_client(settings: ServiceSettings, socket_timeout_s: float, max_connect
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    secret = {"password": settings.redis_password_file.read_text().strip()} if settings.redis_password_file else {}
     pool = aredis.BlockingConnectionPool.from_url(
         settings.redis_url or "redis://127.0.0.1:6379/0",
+        **secret,
         max_connections=max_connections,
         timeout=pool_wait_s,
         socket_timeout=socket_timeout_s,
@@ -78,6 +80,23 @@ def redis_client(settings: ServiceSettings, socket_timeout_s: float, max_connect
         retry_on_error=[RedisConnectionError],
     )
     return aredis.Redis.from_pool(pool)
+
+
+# What the service may do in Redis, as an ACL rule: its own keys and the commands both ends of the
+# protocol (and the enqueue script) use, nothing else (no FLUSHALL, CONFIG, KEYS, ...). KEDA's
+# stream scaler needs XINFO and XPENDING, also listed. tests/test_service_security.py runs the
+# service under exactly this rule.
+ACL_COMMANDS = (
+    "+@connection -client +client|setinfo +client|setname +info +select "
+    "+xadd +xlen +xdel +xrange +xread +xreadgroup +xack +xclaim +xpending +xinfo "
+    "+xgroup|create +xgroup|delconsumer +xgroup|createconsumer "
+    "+evalsha +eval +script|load +hgetall +hset +hdel +set +get +mget +del +expire +incrby +scan"
+)
+
+
+def acl_rule(user: str, password_sha256: str, key_prefix: str = "portraitsr") -> str:
+    """An ACL file line for the service's user; the password appears only as its SHA-256."""
+    return f"user {user} on #{password_sha256} resetkeys ~{key_prefix}:* resetchannels -@all {ACL_COMMANDS}"
 
 
 @dataclass(frozen=True)

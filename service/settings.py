@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis to use; unset: `serve` starts a private redis-server, api/worker use localhost"
     )
+    redis_password_file: Path | None = Field(
+        None, description="file holding the Redis password (a mounted Secret); the user name goes in redis_url"
+    )
     stream: str = "portraitsr:jobs"
     consumer_group: str = "portraitsr-workers"
     dead_letter_stream: str = "portraitsr:dead-letter"
