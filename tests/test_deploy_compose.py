@@ -8,6 +8,7 @@ import re
 import subprocess
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 from deploy_support import (
     DOCKERFILES,
@@ -172,3 +173,56 @@ def test_stop_grace_period_covers_the_drain(monkeypatch):
         seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
         # The API drains for job_deadline_s + 1 s; a worker's batch holds only jobs younger than the deadline.
         assert seconds > settings.job_deadline_s + 1, (name, grace)
+
+
+def test_redis_runs_the_services_acl_user_made_by_its_entrypoint(tmp_path):
+    """The redis service's entrypoint script, run here against a real redis-server: it makes a
+    password, allows the service's user exactly protocol.ACL_COMMANDS, and turns the default user off."""
+    import os
+    import shutil
+    import socket
+    import time
+
+    import redis as redis_client
+    from service_helpers import free_port, redis_server_executable
+
+    from service.protocol import ACL_COMMANDS
+
+    services = compose_config("gpu")["services"]
+    redis_service = services["redis"]
+    assert redis_service["environment"]["SERVICE_ACL_COMMANDS"].split() == ACL_COMMANDS.split()
+    for name in ("api", "worker", "worker-gpu"):
+        mounts = {v["target"]: v for v in services[name]["volumes"]}
+        assert mounts["/run/portraitsr-redis"]["read_only"] and mounts["/run/portraitsr-redis"]["source"] == "redis-secret"
+        assert services[name]["environment"]["PORTRAITSR_REDIS_PASSWORD_FILE"].startswith("/run/portraitsr-redis/")
+
+    secret_dir, bin_dir = tmp_path / "secret", tmp_path / "bin"
+    secret_dir.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").symlink_to(redis_server_executable())
+    (bin_dir / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "docker-entrypoint.sh").chmod(0o755)
+    shell, flag, script, name = redis_service["entrypoint"]
+    script = script.replace("$$", "$")  # what Compose runs: `config` keeps the escaped form
+    script = script.replace("/run/portraitsr-redis", str(secret_dir)).replace("/tmp/users.acl", str(tmp_path / "users.acl"))
+    port = free_port()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.update({key: value.replace("$$", "$") for key, value in redis_service["environment"].items()})
+    command = [shutil.which("sh"), flag, script, name, *redis_service["command"], "--port", str(port), "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (socket.socket().connect_ex(("127.0.0.1", port)) != 0):
+            time.sleep(0.1)
+        password = (secret_dir / "password").read_text()
+        assert len(password) >= 32
+        service = redis_client.Redis(port=port, username="portraitsr", password=password.strip())
+        assert service.ping() and service.xadd("portraitsr:jobs", {"a": "b"})
+        with pytest.raises(redis_client.exceptions.NoPermissionError):
+            service.flushall()
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=port).ping()
+        assert "--aclfile" not in " ".join(redis_service["command"]) and password not in (tmp_path / "users.acl").read_text()
+    finally:
+        process.kill()
+        process.wait()
