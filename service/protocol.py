@@ -24,6 +24,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 
@@ -68,9 +69,11 @@ def redis_client(settings: ServiceSettings, socket_timeout_s: float, max_connect
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    secret = {"password": settings.redis_password_file.read_text().strip()} if settings.redis_password_file else {}
+    url, secret = settings.redis_url or "redis://127.0.0.1:6379/0", {}
+    if settings.redis_password_file is not None:
+        url, secret["credential_provider"] = password_file_credentials(url, settings.redis_password_file)
     pool = aredis.BlockingConnectionPool.from_url(
-        settings.redis_url or "redis://127.0.0.1:6379/0",
+        url,
         **secret,
         max_connections=max_connections,
         timeout=pool_wait_s,
@@ -97,6 +100,27 @@ ACL_COMMANDS = (
 def acl_rule(user: str, password_sha256: str, key_prefix: str = "portraitsr") -> str:
     """An ACL file line for the service's user; the password appears only as its SHA-256."""
     return f"user {user} on #{password_sha256} resetkeys ~{key_prefix}:* resetchannels -@all {ACL_COMMANDS}"
+
+
+def password_file_credentials(url: str, path: Path):
+    """The URL without its user name, and a credential provider that reads the password file at
+    each new connection (a rotated Secret is picked up; nothing is read before the first one)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from redis.credentials import CredentialProvider
+
+    parts = urlsplit(url)
+    username = parts.username
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+
+    class PasswordFile(CredentialProvider):
+        def get_credentials(self):
+            password = path.read_text().strip()
+            return (username, password) if username else (password,)
+
+    return urlunsplit(parts._replace(netloc=netloc)), PasswordFile()
 
 
 @dataclass(frozen=True)
