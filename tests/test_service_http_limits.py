@@ -48,6 +48,11 @@ def test_a_100_kib_header_gets_431(api):
     assert httpx.get(f"{api.url}/livez").status_code == 200
 
 
+def test_a_20_kib_url_gets_431_in_the_error_shape(api):
+    response = httpx.get(f"{api.url}/livez", params={"q": "a" * 20 * 1024})
+    assert response.status_code == 431 and set(response.json()) == {"error", "detail", "request_id"}
+
+
 def test_a_stalled_body_closes_the_connection_without_a_traceback(api):
     head = b"POST /upscale HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
     with socket.create_connection(("127.0.0.1", api.port), timeout=30) as connection:

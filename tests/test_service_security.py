@@ -18,9 +18,11 @@ from service_helpers import (
     wait_until,
 )
 
+from service.auth import hash_key
 from service.protocol import acl_rule
 
 PASSWORD = "a-long-random-password-for-the-test"
+API_KEY = "an-api-key-for-the-test"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,9 @@ def cluster(tmp_path_factory):
     cluster.settings.update(redis_url=f"redis://portraitsr@127.0.0.1:{cluster.redis_port}/0", redis_password_file=str(secret))
     cluster.worker = cluster.start_worker()
     cluster.url = cluster.start_api()
+    keys = workdir / "api-keys"
+    keys.write_text(hash_key(API_KEY) + "\n")
+    cluster.keyed_url = cluster.start_api("api-keyed", api_keys_file=str(keys))
     wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 200, 30, message="readyz")
     yield cluster
     cluster.close()
@@ -60,3 +65,34 @@ def test_redis_refuses_strangers_and_commands_the_service_does_not_use(cluster):
     for forbidden in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("GET", "other-app:secret")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             service.execute_command(*forbidden)
+
+
+def test_api_keys_gate_the_image_endpoint_and_metrics(cluster):
+    face = png_bytes(face_like(16, 16))
+    wait_until(lambda: httpx.get(f"{cluster.keyed_url}/readyz").status_code == 200, 30, message="keyed API ready")
+
+    def upscale(headers):
+        return httpx.post(f"{cluster.keyed_url}/upscale", content=face, headers=headers, timeout=30)
+
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = upscale(headers)
+        assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+        assert httpx.get(f"{cluster.keyed_url}/metrics", headers=headers).status_code == 401
+    good = {"Authorization": f"Bearer {API_KEY}"}
+    assert upscale(good).status_code == 200
+    assert httpx.get(f"{cluster.keyed_url}/metrics", headers=good).status_code == 200
+    anonymous = httpx.get(f"{cluster.keyed_url}/readyz").json()
+    assert anonymous["ready"] and anonymous["workers"] == 1  # a count, no ids or addresses
+    assert httpx.get(f"{cluster.keyed_url}/readyz", headers=good).json()["workers"][0]["worker"]
+
+
+def test_page_and_docs_reference_no_other_host_and_send_the_security_headers(cluster):
+    import re
+
+    for path in ("/", "/docs"):
+        response = httpx.get(f"{cluster.url}{path}")
+        assert response.status_code == 200
+        assert not re.findall(r'(?:src|href)="(?:https?:)?//', response.text), path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert httpx.get(f"{cluster.url}/redoc").status_code == 404

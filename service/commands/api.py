@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     )
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port, http=hardened_protocol(limits),
+        h11_max_incomplete_event_size=settings.http_max_header_bytes + 1024,  # ours answers 431 first
         log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=int(settings.job_deadline_s) + 1,
     )
     return 0
