@@ -124,7 +124,8 @@ class JobBroker:
                 run_id = await self.fleet.run_id()
                 workers = await self.fleet.heartbeats()
                 depth, completed = await self.fleet.depth_and_completed()
-                self._set_state(FleetState(True, None if any(w.warmed for w in workers) else "no worker with warmed models is alive", workers))
+                reason = None if any(w.warmed for w in workers) else "no worker with warmed models is alive"
+                self.state = FleetState(True, reason, workers)
                 previous = self._sample_throughput(previous, depth, completed)
                 if self.run_id is not None and run_id != self.run_id:
                     log.warning("Redis restarted (new run id): re-submitting the jobs it lost")
@@ -135,13 +136,10 @@ class JobBroker:
             except Exception as error:
                 log.debug("watch: %s", error)
                 down_since = self.state.down_since or time.monotonic()
-                self._set_state(FleetState(False, f"redis unreachable: {error}", [], down_since))
+                self.state = FleetState(False, f"redis unreachable: {error}", [], down_since)
                 if time.monotonic() - down_since >= self.settings.redis_outage_grace_s:
                     self._fail_waiting(down_since)
             await asyncio.sleep(WATCH_INTERVAL_S)
-
-    def _set_state(self, state: FleetState) -> None:
-        self.state = state
 
     def _sample_throughput(self, previous: tuple[float, int] | None, depth: int, completed: int) -> tuple[float, int]:
         """Queue depth and throughput (a moving average of the workers' completed-images counter)."""
