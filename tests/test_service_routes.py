@@ -121,3 +121,14 @@ def test_a_keys_file_with_a_bad_line_is_refused_at_start(tmp_path):
     keys.write_text("not-a-digest\n")
     with pytest.raises(ValueError, match="not a SHA-256"):
         create_app(ServiceSettings(api_keys_file=keys))
+
+
+def test_hash_key_prints_the_digest_the_api_accepts(capsys, tmp_path):
+    from portraitsr.cli import main
+
+    assert main(["hash-key", "right-key"]) == 0
+    digest = capsys.readouterr().out.strip()
+    keys = tmp_path / "keys"
+    keys.write_text(digest + "\n")
+    client = client_for(ScriptedBroker(), api_keys_file=keys)
+    assert client.post("/upscale", content=FACE, headers={"Authorization": "Bearer right-key"}).status_code == 200
