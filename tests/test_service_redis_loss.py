@@ -62,6 +62,24 @@ def test_kill_9_of_redis_holding_30_accepted_jobs_loses_none(cluster):
     assert metric_value(metrics, "portraitsr_resubmitted_jobs_total") == 30
 
 
+def test_requests_waiting_through_an_outage_shorter_than_the_grace_are_answered(cluster):
+    """Redis away for a while (not just a restart): the API sees it down, then back, then re-submits."""
+    wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 200, 30, message="ready")
+    payloads = [png_bytes(face_like(16, 16, seed=200 + s)) for s in range(8)]
+    os.kill(cluster.worker.pid, signal.SIGSTOP)
+    try:
+        pool, futures = post_many(cluster.url, payloads)
+        wait_until(lambda: cluster.redis().xlen(STREAM) == 8, 20, message="8 accepted jobs in Redis")
+        cluster.stop_redis()
+        wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 503, 20, message="the API sees Redis down")
+        cluster.start_redis()
+    finally:
+        os.kill(cluster.worker.pid, signal.SIGCONT)
+    responses = [future.result() for future in futures]
+    pool.shutdown()
+    assert [r.status_code for r in responses] == [200] * 8, [r.text[:100] for r in responses]
+
+
 def test_requests_waiting_on_a_redis_that_stays_down_get_503_not_a_hang(cluster):
     wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 200, 30, message="ready again")
     os.kill(cluster.worker.pid, signal.SIGSTOP)
