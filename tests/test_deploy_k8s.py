@@ -337,3 +337,29 @@ def test_redis_access_is_the_services_acl_user_with_the_secret_password(overlay,
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_api_keys_component_gates_the_api_with_a_secret(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    import kubernetes_validate
+    from deploy_support import load_yaml_documents
+
+    relative = lambda path: os.path.relpath(REPO / path, tmp_path)  # noqa: E731 - kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {relative('k8s/overlays/cpu')}\ncomponents:\n  - {relative('k8s/components/api-keys')}\n"
+    )
+    result = subprocess.run([kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    objects = tuple(load_yaml_documents(result.stdout))
+    api = find_object(objects, "Deployment", "api")
+    kubernetes_validate.validate(api, kubernetes_validate.latest_version(), strict=True)
+    settings = settings_of(objects, "api", monkeypatch)
+    volumes = {v["name"]: v for v in pod_spec(api)["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(objects, "api")["volumeMounts"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "portraitsr-api-keys"
+    assert str(settings.api_keys_file).startswith(mounts["api-keys"] + "/")
+    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "false"  # it would get 401
+    assert settings_of(objects, "worker", monkeypatch).api_keys_file is None

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.new:
         key = secrets.token_urlsafe(32)
-        print(f"key: {key}", file=sys.stderr)
+        print(key, file=sys.stderr)  # the key alone, so `2> file` keeps it for a client
     else:
         key = args.key if args.key is not None else sys.stdin.readline().strip()
     if not key:
