@@ -21,6 +21,9 @@ from portraitsr.release import to_model_input  # noqa: F401
 from portraitsr.release import to_uint8 as sr_to_uint8  # noqa: F401
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# Magic bytes of the accepted formats (WebP: RIFF....WEBP): a file that starts like one of them
+# but cannot be opened is a damaged image (400), not an unsupported one (415).
+ACCEPTED_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 OUTPUT_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -69,6 +72,8 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageInputError(413, "too_many_pixels", f"the image header declares too many pixels ({error})") from error
     except UnidentifiedImageError as error:
+        if data.startswith(ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise ImageInputError(400, "corrupt_image", "the image header is damaged or incomplete") from error
         raise ImageInputError(
             415, "unsupported_format", f"not a recognised image; send one of {', '.join(ACCEPTED_FORMATS)}"
         ) from error

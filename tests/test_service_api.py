@@ -112,7 +112,7 @@ BAD_AND_ODD_INPUTS = {
     "50000x50000 header": (fake_png_header(50000, 50000), {}, 413, "too_many_pixels"),
     "70x70 at x8 (output over 512)": (png_bytes(face_like(70, 70)), {"scale": 8}, 413, "too_many_pixels"),
     "wrong scale": (png_bytes(face_like(16, 16)), {"scale": 3}, 400, "bad_scale"),
-    "scale not a number": (png_bytes(face_like(16, 16)), {"scale": "x"}, 400, "bad_request"),
+    "scale not a number": (png_bytes(face_like(16, 16)), {"scale": "x"}, 400, "bad_scale"),
     "wrong format": (png_bytes(face_like(16, 16)), {"format": "gif"}, 400, "bad_format"),
     "animated gif": (animated_gif(), {}, 415, "animated_image"),
     "cmyk jpeg": (encoded(Image.fromarray(face_like(16, 16)).convert("CMYK"), format="JPEG"), {}, 200, (128, 128)),
