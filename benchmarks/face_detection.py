@@ -6,7 +6,7 @@ picture, on a textured background. A face counts as found when a detection's eye
 within 0.5 inter-ocular distances of the annotated one; its landmark error is the mean distance of
 its five points to the annotation, divided by the inter-ocular distance (NME).
 
-    python benchmarks/face_detection.py --faces 60 --data ../shared/data
+    python -m benchmarks.face_detection --faces 40 --data ../shared/data
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "worker": "service.commands.worker",
     "serve": "service.commands.serve",
     "upscale": "service.commands.upscale",
+    "restore": "service.commands.restore",
 }
 
 

@@ -49,9 +49,25 @@ def zoom(matrix: np.ndarray) -> float:
     return float(np.hypot(matrix[0, 0], matrix[1, 0]))
 
 
-def face_transform(landmarks: np.ndarray, side: int) -> np.ndarray:
-    """Photo → aligned frame of ``side`` pixels (the model's input at its scale: 128 / scale)."""
-    return fit_similarity(alignment_points(landmarks), TEMPLATE * (side / FRAME))
+def face_transform(landmarks: np.ndarray, side: int, exact_zoom: tuple[float, float] | None = (0.5, 2.0)) -> np.ndarray:
+    """Photo → aligned frame of ``side`` pixels (the model's input at its scale: 128 / scale).
+
+    When the fitted zoom is within ``exact_zoom`` the frame is a whole-pixel crop of the photo
+    (no rotation, no resampling), placed so the eyes-mouth centroid falls on the template's:
+    the models were trained on untouched bicubic downscales and lose 1-3 dB on resampled
+    inputs (docs/restore.md). Outside that range (or with ``exact_zoom`` None) the full
+    similarity is used.
+    """
+    points, target = alignment_points(landmarks), TEMPLATE * (side / FRAME)
+    matrix = fit_similarity(points, target)
+    if exact_zoom is not None and exact_zoom[0] <= zoom(matrix) <= exact_zoom[1]:
+        shift = np.rint((target - points).mean(axis=0))
+        return np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
+    return matrix
+
+
+def is_whole_pixel_shift(matrix: np.ndarray) -> bool:
+    return bool(np.array_equal(matrix[:, :2], np.eye(2)) and np.array_equal(matrix[:, 2], np.rint(matrix[:, 2])))
 
 
 def bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, outside: float | None) -> np.ndarray:
@@ -72,13 +88,22 @@ def bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, outside: float |
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
-    """The ``side``×``side`` frame of ``matrix`` cut from ``image`` (edges replicated), box-filtered when shrinking."""
+    """The ``side``×``side`` frame of ``matrix`` cut from ``image`` (edges replicated).
+
+    A whole-pixel shift is a plain crop; anything else is sampled by cubic convolution,
+    box-filtered when shrinking.
+    """
+    if is_whole_pixel_shift(matrix):
+        height, width = image.shape[:2]
+        left, top = -int(matrix[0, 2]), -int(matrix[1, 2])
+        rows = np.clip(np.arange(top, top + side), 0, height - 1)
+        cols = np.clip(np.arange(left, left + side), 0, width - 1)
+        return image[rows][:, cols].astype(np.float32)
     supersample = int(min(8, max(1, np.ceil(1.0 / zoom(matrix) - 1e-6))))
     grid = (np.arange(side * supersample) + 0.5) / supersample
     us, vs = np.meshgrid(grid, grid)
-    frame_points = np.stack([us.ravel(), vs.ravel()], axis=1)
-    source = apply(invert(matrix), frame_points)
-    sampled = bilinear(image, source[:, 0], source[:, 1], None).reshape(side * supersample, side * supersample, -1)
+    source = apply(invert(matrix), np.stack([us.ravel(), vs.ravel()], axis=1))
+    sampled = bicubic_sample(image, source[:, 0], source[:, 1]).reshape(side * supersample, side * supersample, -1)
     if supersample > 1:
         sampled = sampled.reshape(side, supersample, side, supersample, -1).mean(axis=(1, 3))
     return sampled.astype(np.float32)
@@ -116,3 +141,26 @@ def feather_mask(side: int, margin: float, feather: float) -> np.ndarray:
     edge = np.minimum.outer(distance, distance)
     ramp = np.clip((edge - margin) / feather, 0.0, 1.0)
     return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)
+
+
+def _cubic_weights(t: np.ndarray, a: float) -> list[np.ndarray]:
+    """Weights of the four taps at offsets -1, 0, 1, 2 for fractional positions ``t``."""
+    def kernel(d):
+        d = np.abs(d)
+        return np.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1,
+                        np.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
+    return [kernel(t - offset) for offset in (-1, 0, 1, 2)]
+
+
+def bicubic_sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """``image`` (H×W×C) sampled at continuous points by cubic convolution, edges replicated."""
+    height, width = image.shape[:2]
+    fx, fy = xs - 0.5, ys - 0.5
+    x0, y0 = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    wxs, wys = _cubic_weights(fx - x0, a), _cubic_weights(fy - y0, a)
+    value = 0.0
+    for j, wy in zip(range(-1, 3), wys, strict=True):
+        row = np.clip(y0 + j, 0, height - 1)
+        for i, wx in zip(range(-1, 3), wxs, strict=True):
+            value = value + image[row, np.clip(x0 + i, 0, width - 1)] * (wx * wy)[..., None]
+    return value

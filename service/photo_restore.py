@@ -35,13 +35,17 @@ RESTORED, TOO_SMALL, TOO_LARGE, OVER_LIMIT = "restored", "too_small", "too_large
 @dataclass(frozen=True)
 class RestorePolicy:
     min_inter_ocular: float = 4.0  # photo pixels; smaller faces stay as the upscaled photo
-    # Faces larger than the model's input are shrunk to it; their weight fades from 1 at
-    # full_weight_ratio × the model's inter-ocular distance to 0 at max_ratio × (then left alone).
-    full_weight_ratio: float = 1.5
-    max_ratio: float = 3.0
+    # Zoom = the model's inter-ocular distance (44.8 / scale) over the face's. Within exact_zoom
+    # the model gets the face's own pixels (a whole-pixel crop, see face_align.face_transform);
+    # smaller faces (zoom above) stay as the upscaled photo. Larger faces fade out from
+    # full_weight_zoom down to exact_zoom[0] and below it stay as the upscaled photo: measured on
+    # composed group photos (docs/restore.md), the gain turns negative around zoom 0.5.
+    exact_zoom: tuple[float, float] = (0.5, 2.0)
+    full_weight_zoom: float = 0.7
+    whole_pixel_crops: bool = True  # False: every face resampled by its similarity (measured worse)
     max_faces: int = 32
     feather_margin: float = 2.0  # frame pixels (of 128) left untouched at the frame's edge
-    feather: float = 20.0  # frame pixels over which the mask rises to 1
+    feather: float = 12.0  # frame pixels over which the mask rises to 1
 
 
 @dataclass
@@ -63,14 +67,14 @@ def model_side(scale: int) -> int:
 
 def face_weight(inter_ocular: float, scale: int, policy: RestorePolicy) -> tuple[str, float]:
     """(status, blend weight) of a face by its size against the model's input framing."""
-    if inter_ocular < policy.min_inter_ocular:
+    zoom = (INTER_OCULAR / scale) / max(inter_ocular, 1e-6)
+    if inter_ocular < policy.min_inter_ocular or zoom > policy.exact_zoom[1]:
         return TOO_SMALL, 0.0
-    ratio = inter_ocular / (INTER_OCULAR / scale)
-    if ratio <= policy.full_weight_ratio:
+    if zoom >= policy.full_weight_zoom:
         return RESTORED, 1.0
-    if ratio >= policy.max_ratio:
+    if zoom < policy.exact_zoom[0]:
         return TOO_LARGE, 0.0
-    return RESTORED, (policy.max_ratio - ratio) / (policy.max_ratio - policy.full_weight_ratio)
+    return RESTORED, (zoom - policy.exact_zoom[0]) / (policy.full_weight_zoom - policy.exact_zoom[0])
 
 
 def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePolicy) -> list[FacePlan]:
@@ -85,7 +89,7 @@ def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePo
             plans.append(FacePlan(face, status))
             continue
         taken += 1
-        transform = face_transform(face.landmarks, side)
+        transform = face_transform(face.landmarks, side, policy.exact_zoom if policy.whole_pixel_crops else None)
         plans.append(FacePlan(face, status, weight, transform, np.clip(warp(rgb, transform, side), 0.0, 1.0)))
     return plans
 

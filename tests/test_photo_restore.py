@@ -13,11 +13,13 @@ from service.face_align import (
     INTER_OCULAR,
     MOUTH,
     TEMPLATE,
+    alignment_points,
     apply,
     cubic_upscale,
     face_transform,
     feather_mask,
     fit_similarity,
+    is_whole_pixel_shift,
     warp,
 )
 from service.face_detector import Face
@@ -59,9 +61,20 @@ def landmarks_for(eye_mid, inter_ocular, angle=0.0) -> np.ndarray:
 
 
 def test_face_transform_puts_the_eyes_where_the_models_expect_them():
-    landmarks = landmarks_for((40.0, 30.0), 11.2, angle=0.2)
-    transform = face_transform(landmarks, 32)
+    landmarks = landmarks_for((40.0, 30.0), 8.0, angle=0.2)
+    transform = face_transform(landmarks, 32, exact_zoom=None)  # never a plain crop: the similarity
     np.testing.assert_allclose(apply(transform, landmarks[:2]), TEMPLATE[:2] / 4, atol=1e-6)
+
+
+def test_faces_near_the_model_size_are_whole_pixel_crops():
+    landmarks = landmarks_for((40.3, 30.6), 9.0, angle=0.1)
+    transform = face_transform(landmarks, 32)
+    assert is_whole_pixel_shift(transform)
+    centroid = apply(transform, alignment_points(landmarks)).mean(axis=0)
+    assert np.abs(centroid - TEMPLATE.mean(axis=0) / 4).max() <= 0.5
+    photo = np.random.default_rng(3).uniform(0, 1, (80, 90, 3)).astype(np.float32)
+    left, top = -int(transform[0, 2]), -int(transform[1, 2])
+    np.testing.assert_array_equal(warp(photo, transform, 32), photo[top:top + 32, left:left + 32])
 
 
 def test_warp_samples_the_photo_and_shrinks_with_a_box_filter():
@@ -92,8 +105,9 @@ def test_feather_mask_is_zero_at_the_edge_and_one_inside():
 
 @pytest.mark.parametrize(
     ("inter_ocular", "scale", "status", "weight"),
-    [(3.0, 4, TOO_SMALL, 0.0), (11.2, 4, RESTORED, 1.0), (16.8, 4, RESTORED, 1.0), (25.2, 4, RESTORED, 0.5),
-     (40.0, 4, TOO_LARGE, 0.0), (5.6, 8, RESTORED, 1.0), (16.8, 8, TOO_LARGE, 0.0)],
+    [(3.0, 4, TOO_SMALL, 0.0), (5.0, 4, TOO_SMALL, 0.0), (6.0, 4, RESTORED, 1.0), (11.2, 4, RESTORED, 1.0),
+     (16.0, 4, RESTORED, 1.0), (11.2 / 0.6, 4, RESTORED, 0.5), (23.0, 4, TOO_LARGE, 0.0), (5.6, 8, RESTORED, 1.0),
+     (2.9, 8, TOO_SMALL, 0.0), (16.8, 8, TOO_LARGE, 0.0)],
 )
 def test_face_weight_by_size(inter_ocular, scale, status, weight):
     assert face_weight(inter_ocular, scale, RestorePolicy()) == (status, pytest.approx(weight))
@@ -112,10 +126,12 @@ def identity_run(scale: int):
 
 
 @pytest.mark.parametrize("spacing", [40.0, 12.0])  # apart, and overlapping frames
-def test_identity_model_leaves_the_upscaled_photo_unchanged(spacing):
+@pytest.mark.parametrize("whole_pixel_crops", [True, False])
+def test_identity_model_leaves_the_upscaled_photo_unchanged(spacing, whole_pixel_crops):
     photo, faces = photo_and_faces(3, spacing=spacing)
+    policy = RestorePolicy(whole_pixel_crops=whole_pixel_crops)
     for scale in (4, 8):
-        output, plans = restore_photo(photo, faces, scale, identity_run(scale))
+        output, plans = restore_photo(photo, faces, scale, identity_run(scale), policy)
         assert all(plan.status == RESTORED for plan in plans)
         np.testing.assert_array_equal(output, upscale_background(photo, scale))
 
