@@ -22,7 +22,7 @@ from PIL import Image
 from service.face_detector import DetectorSettings, FaceDetector
 
 SOURCES = ("scut-fbp5500", "aaf-crops")
-INTER_OCULAR = (5, 6, 7, 8, 10, 12, 14, 18, 22)
+INTER_OCULAR = (3, 4, 5, 6, 7, 8, 10, 12, 14, 18, 22)
 PER_ROW = 4
 
 

@@ -49,7 +49,7 @@ def zoom(matrix: np.ndarray) -> float:
     return float(np.hypot(matrix[0, 0], matrix[1, 0]))
 
 
-def face_transform(landmarks: np.ndarray, side: int, exact_zoom: tuple[float, float] | None = (0.5, 2.0)) -> np.ndarray:
+def face_transform(landmarks: np.ndarray, side: int, exact_zoom: tuple[float, float] | None = (0.5, 2.5)) -> np.ndarray:
     """Photo → aligned frame of ``side`` pixels (the model's input at its scale: 128 / scale).
 
     When the fitted zoom is within ``exact_zoom`` the frame is a whole-pixel crop of the photo

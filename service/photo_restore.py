@@ -34,13 +34,13 @@ RESTORED, TOO_SMALL, TOO_LARGE, OVER_LIMIT = "restored", "too_small", "too_large
 
 @dataclass(frozen=True)
 class RestorePolicy:
-    min_inter_ocular: float = 4.0  # photo pixels; smaller faces stay as the upscaled photo
+    min_inter_ocular: float = 2.0  # photo pixels; smaller faces stay as the upscaled photo
     # Zoom = the model's inter-ocular distance (44.8 / scale) over the face's. Within exact_zoom
     # the model gets the face's own pixels (a whole-pixel crop, see face_align.face_transform);
     # smaller faces (zoom above) stay as the upscaled photo. Larger faces fade out from
     # full_weight_zoom down to exact_zoom[0] and below it stay as the upscaled photo: measured on
     # composed group photos (docs/restore.md), the gain turns negative around zoom 0.5.
-    exact_zoom: tuple[float, float] = (0.5, 2.0)
+    exact_zoom: tuple[float, float] = (0.5, 2.5)
     full_weight_zoom: float = 0.7
     whole_pixel_crops: bool = True  # False: every face resampled by its similarity (measured worse)
     max_faces: int = 32

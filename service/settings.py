@@ -65,7 +65,7 @@ class ServiceSettings(BaseSettings):
     restore_max_output_side: int = Field(4096, ge=1, description="/restore: scale × photo side above this gets 413")
     restore_max_faces: int = Field(32, ge=0, description="/restore: faces restored per photo (best scores first)")
     restore_min_inter_ocular: float = Field(
-        4.0, ge=0, description="/restore: faces with eyes closer than this (photo pixels) stay as the upscaled photo"
+        2.0, ge=0, description="/restore: faces with eyes closer than this (photo pixels) stay as the upscaled photo"
     )
     detector_min_face_px: float = Field(10.0, gt=0, description="/restore: smallest face box the detector searches")
 

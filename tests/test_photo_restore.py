@@ -105,9 +105,9 @@ def test_feather_mask_is_zero_at_the_edge_and_one_inside():
 
 @pytest.mark.parametrize(
     ("inter_ocular", "scale", "status", "weight"),
-    [(3.0, 4, TOO_SMALL, 0.0), (5.0, 4, TOO_SMALL, 0.0), (6.0, 4, RESTORED, 1.0), (11.2, 4, RESTORED, 1.0),
+    [(3.0, 4, TOO_SMALL, 0.0), (4.0, 4, TOO_SMALL, 0.0), (5.0, 4, RESTORED, 1.0), (11.2, 4, RESTORED, 1.0),
      (16.0, 4, RESTORED, 1.0), (11.2 / 0.6, 4, RESTORED, 0.5), (23.0, 4, TOO_LARGE, 0.0), (5.6, 8, RESTORED, 1.0),
-     (2.9, 8, TOO_SMALL, 0.0), (16.8, 8, TOO_LARGE, 0.0)],
+     (2.4, 8, RESTORED, 1.0), (2.1, 8, TOO_SMALL, 0.0), (1.9, 8, TOO_SMALL, 0.0), (16.8, 8, TOO_LARGE, 0.0)],
 )
 def test_face_weight_by_size(inter_ocular, scale, status, weight):
     assert face_weight(inter_ocular, scale, RestorePolicy()) == (status, pytest.approx(weight))

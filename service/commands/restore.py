@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-output-side", type=int, default=4096, metavar="PIXELS",
         help="refuse photos whose output would have a longer side, as the API does (default: 4096)",
     )
-    parser.add_argument("--min-inter-ocular", type=float, default=4.0, metavar="PIXELS",
-                        help="faces with eyes closer than this stay as the upscaled photo (default: 4)")
+    parser.add_argument("--min-inter-ocular", type=float, default=2.0, metavar="PIXELS",
+                        help="faces with eyes closer than this stay as the upscaled photo (default: 2)")
 
 
 def run(args: argparse.Namespace) -> int:
