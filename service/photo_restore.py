@@ -1,7 +1,8 @@
 """Whole photos: which faces to restore, their aligned model inputs, and the paste-back.
 
-The model sees each face aligned to the training framing at its input size (128 / scale). Its
-output is pasted back as a *residual*: the restored face minus the same aligned input upscaled
+The model sees each face aligned to the training framing at its input size (128 / scale), as a
+whole-pixel crop when the face is near that size (see face_align.face_transform). Its output
+is pasted back as a *residual*: the restored face minus the same aligned input upscaled
 by the cubic the identity model would give, warped back into the upscaled photo under a feathered
 mask. So only what the model adds moves through the second interpolation, and a model that adds
 nothing leaves the upscaled photo exactly as it was. Overlapping faces share their pixels by the

@@ -55,7 +55,8 @@ class LazyDetector:
 
 def restore_limits(settings: ServiceSettings, scale: int) -> ImageLimits:
     side = max(1, min(settings.restore_max_input_side, settings.restore_max_output_side // scale))
-    return ImageLimits(settings.max_upload_bytes, min(settings.restore_max_input_pixels, side * side), side, settings.min_input_side)
+    return ImageLimits(settings.max_upload_bytes, min(settings.restore_max_input_pixels, side * side), side,
+                       settings.min_input_side, too_large_hint=f" at ×{scale} (restore_max_input_side, restore_max_output_side)")
 
 
 def restore_router(

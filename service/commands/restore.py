@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     runner = ModelRunner(specs[args.scale], preference=args.provider, intra_op_threads=args.threads)
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
-        limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side),
+        limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side,
+                           too_large_hint=" (see --max-output-side)"),
         policy=RestorePolicy(min_inter_ocular=args.min_inter_ocular),
     )
     restore_files(inputs, runner, FaceDetector(), options, report,
