@@ -187,3 +187,21 @@ def test_limits_and_bad_input(cluster):
     for params, code in (({"scale": 3}, "bad_scale"), ({"format": "tiff"}, "bad_format"), ({"report": "xml"}, "bad_report")):
         response = restore(cluster.url, png_bytes(background(20, 20)), **params)
         assert response.status_code == 400 and response.json()["error"] == code
+
+
+def test_the_cli_sends_photos_to_the_service(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    from service_helpers import REPO
+
+    photo = group_photo()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo).save(tmp_path / "in" / "group.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "portraitsr.cli", "restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+         "--url", cluster.url, "--scale", "4"], cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 of 3 faces restored" in result.stdout
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "group.png")), bicubic(photo, 4))

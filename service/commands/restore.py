@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "restore the faces in whole photos (find, align, restore, paste back) with the shipped models"
+HELP = "restore the faces in whole photos (find, align, restore, paste back), in-process or with --url on a service"
 
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from service.commands._common import add_remote_arguments
+
     parser.add_argument("inputs", nargs="+", type=Path, metavar="PHOTO", help="image files or folders (searched recursively)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (created if missing)")
     parser.add_argument("--scale", type=int, choices=(4, 8), default=4, help="upscaling factor (default: 4)")
@@ -30,9 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-inter-ocular", type=float, default=2.0, metavar="PIXELS",
                         help="faces with eyes closer than this stay as the upscaled photo (default: 2)")
+    add_remote_arguments(parser)
+
+
+def describe_answer(answer) -> str:
+    return f"{answer.headers.get('x-faces', '?')} of {answer.headers.get('x-faces-detected', '?')} faces restored"
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        from service.commands._common import run_remote
+
+        return run_remote(args, "restore", describe_answer)
     from service.face_detector import FaceDetector
     from service.images import ImageLimits
     from service.inference import ModelRunner
