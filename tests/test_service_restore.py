@@ -205,3 +205,16 @@ def test_the_cli_sends_photos_to_the_service(cluster, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "3 of 3 faces restored" in result.stdout
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "group.png")), bicubic(photo, 4))
+
+
+def test_exif_orientation_is_applied_before_the_faces_are_found(cluster):
+    upright = group_photo()
+    sideways = np.ascontiguousarray(np.rot90(upright, k=1))  # stored turned; EXIF 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    Image.fromarray(sideways).save(buffer, format="JPEG", quality=98, exif=exif.tobytes())
+    response = restore(cluster.url, buffer.getvalue(), scale=4)
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.content)).size == (1000, 400)
+    assert response.headers["x-faces"] == "3"
