@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api import REQUEST_ID_PATTERN, SCALES, ApiError, JobBroker
+from service.api import REQUEST_ID_PATTERN, SCALES, UPSCALE_OPENAPI, ApiError, JobBroker
 from service.face_detector import DetectorSettings, FaceDetector
 from service.images import (
     OUTPUT_FORMATS,
@@ -36,6 +36,18 @@ from service.photo_restore import FacePlan, RestorePolicy, paste_faces, plan_fac
 from service.settings import ServiceSettings
 
 MAX_BOXES_HEADER_BYTES = 6000  # beyond this the X-Face-Boxes header is left out (use ?report=json)
+RESTORE_HEADERS = {
+    "X-Faces": {"schema": {"type": "integer"}, "description": "faces restored"},
+    "X-Faces-Detected": {"schema": {"type": "integer"}, "description": "faces found"},
+    "X-Face-Boxes": {"schema": {"type": "string"},
+                     "description": 'JSON [{"box": [x1, y1, x2, y2], "score": s, "status": ...}] in input pixels'},
+    "X-Batch-Sizes": {"schema": {"type": "string"}, "description": "the batch size of each restored face's job"},
+    "Server-Timing": {"schema": {"type": "string"}, "description": "detect, queue, inference and total time (ms)"},
+}
+RESTORE_OPENAPI = {
+    "requestBody": UPSCALE_OPENAPI["requestBody"],
+    "responses": {"200": {"description": "the restored photo, or the faces found (`report=json`)", "headers": RESTORE_HEADERS}},
+}
 
 
 class LazyDetector:
@@ -98,8 +110,8 @@ def restore_router(
         "/restore",
         summary="Restore the faces of a whole photo",
         response_class=Response,
+        openapi_extra=RESTORE_OPENAPI,
         responses={
-            200: {"description": "the photo upscaled by `scale` with its faces restored (or the report, `report=json`)"},
             400: {"description": "bad `scale`, `format` or `report`; empty, corrupt or truncated image"},
             413: {"description": "body or photo over the /restore limits (checked from the header, before decoding)"},
             415: {"description": "not a PNG, JPEG, WebP, GIF or BMP image, or an animated image"},

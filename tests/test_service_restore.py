@@ -218,3 +218,11 @@ def test_exif_orientation_is_applied_before_the_faces_are_found(cluster):
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (1000, 400)
     assert response.headers["x-faces"] == "3"
+
+
+def test_openapi_documents_restore(cluster):
+    operation = httpx.get(f"{cluster.url}/openapi.json").json()["paths"]["/restore"]["post"]
+    assert {"multipart/form-data", "application/octet-stream"} <= set(operation["requestBody"]["content"])
+    assert {"200", "400", "413", "415", "429", "504"} <= set(operation["responses"])
+    assert {"X-Faces", "X-Face-Boxes"} <= set(operation["responses"]["200"]["headers"])
+    assert {p["name"] for p in operation["parameters"]} == {"scale", "format", "report"}
