@@ -368,9 +368,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         }
         return Response(body, media_type=OUTPUT_FORMATS[format], headers=headers)
 
-    from service.restore_route import restore_router  # here: it imports this module
+    from service.restore_route import add_restore_route  # here: it imports this module
 
-    app.include_router(restore_router(settings, broker, metrics, read_image_bytes, error_response))
+    add_restore_route(app, settings, broker, metrics, read_image_bytes, error_response)
 
     @app.get("/livez", summary="The API process is alive")
     async def livez() -> dict:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -71,14 +71,15 @@ def restore_limits(settings: ServiceSettings, scale: int) -> ImageLimits:
                        settings.min_input_side, too_large_hint=f" at ×{scale} (restore_max_input_side, restore_max_output_side)")
 
 
-def restore_router(
+def add_restore_route(
+    app: FastAPI,
     settings: ServiceSettings,
     broker: JobBroker,
     metrics: ApiMetrics,
     read_image_bytes: Callable[[Request], Awaitable[bytes]],
     error_response: Callable[[ApiError, str], JSONResponse],
-) -> APIRouter:
-    router = APIRouter()
+) -> None:
+    """Register ``POST /restore`` on ``app`` (directly: every route keeps its ``path``)."""
     detector = LazyDetector(settings)
     policy = RestorePolicy(min_inter_ocular=settings.restore_min_inter_ocular, max_faces=settings.restore_max_faces)
 
@@ -106,7 +107,7 @@ def restore_router(
                    "Server-Timing": f"detect;dur={detect_ms:.1f}, total;dur={total_ms:.1f}"}
         return JSONResponse(content, headers=headers)
 
-    @router.post(
+    @app.post(
         "/restore",
         summary="Restore the faces of a whole photo",
         response_class=Response,
@@ -198,5 +199,3 @@ def restore_router(
         if len(boxes) <= MAX_BOXES_HEADER_BYTES:
             headers["X-Face-Boxes"] = boxes
         return Response(body, media_type=OUTPUT_FORMATS[format], headers=headers)
-
-    return router
