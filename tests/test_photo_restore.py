@@ -160,3 +160,17 @@ def test_policy_limits_the_number_of_faces_and_skips_small_ones():
     assert {plan.status for plan in plans} == {TOO_SMALL}
     output, _ = restore_photo(photo, faces, 4, identity_run(4), RestorePolicy(min_inter_ocular=20))
     np.testing.assert_array_equal(output, upscale_background(photo, 4))
+
+
+@pytest.mark.parametrize("eye_mid", [(3.0, 2.0), (97.0, 58.0)])  # frames reaching past the photo's corners
+def test_faces_at_the_border_are_cut_with_replicated_edges_and_pasted_inside(eye_mid):
+    photo = np.random.default_rng(4).uniform(0.2, 0.8, (60, 100, 3)).astype(np.float32)
+    faces = [Face((0, 0, 1, 1), 0.9, landmarks_for(eye_mid, 11.0))]
+    for whole_pixel_crops in (True, False):
+        policy = RestorePolicy(whole_pixel_crops=whole_pixel_crops)
+        output, plans = restore_photo(photo, faces, 4, identity_run(4), policy)
+        assert plans[0].status == RESTORED and plans[0].crop.shape == (32, 32, 3)
+        np.testing.assert_array_equal(output, upscale_background(photo, 4))
+        brighter = lambda crops: [np.clip(face.astype(int) + 30, 0, 255) for face in identity_run(4)(crops)]  # noqa: E731
+        lifted = restore_photo(photo, faces, 4, brighter, policy)[0].astype(int) - upscale_background(photo, 4)
+        assert lifted.shape == (240, 400, 3) and lifted.max() > 0
