@@ -21,7 +21,9 @@ from PIL import Image
 work = Path(sys.argv[1])
 with zipfile.ZipFile(next(work.glob("scikit_image-*.whl"))) as archive, archive.open("skimage/data/astronaut.png") as handle:
     photo = Image.open(handle).convert("RGB")
-photo.resize((128, 128), Image.Resampling.BICUBIC).save(work / "astronaut-photo-128.png")
+small = photo.resize((128, 128), Image.Resampling.BICUBIC)
+small.save(work / "astronaut-photo-128.png")
+small.save("docs/images/astronaut-photo-128.png")  # the web page test's photo-mode screenshot uses it
 PY
 "$python" -m portraitsr restore "$work/astronaut-photo-128.png" -o "$work/out" --scale 4
 "$python" - "$work" <<'PY'

@@ -288,7 +288,7 @@
 
     const inSize = input ? `${input.width}×${input.height} → ` : "";
     const restored = boxes ? boxes.filter((face) => face.status === "restored").length : 0;
-    const faces = boxes ? ` ${restored} of ${boxes.length} face${boxes.length === 1 ? "" : "s"} found restored (outlined green).` : "";
+    const faces = boxes ? ` Faces: ${boxes.length} found, ${restored} restored (outlined green).` : "";
     showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.${faces}`);
     updatePixelation();
     results.scrollIntoView({ behavior: "smooth", block: "nearest" });
