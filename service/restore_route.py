@@ -181,8 +181,6 @@ def add_restore_route(
         queue_ms = max((r.meta["queue_wait_ms"] for r in replies), default=0.0)
         inference_ms = max((r.meta["inference_ms"] for r in replies), default=0.0)
         faces = [plan.to_dict() for plan in plans]
-        for entry, reply in zip((f for f, p in zip(faces, plans, strict=True) if p.crop is not None), replies, strict=True):
-            entry["batch_size"] = reply.meta["batch_size"]
         headers = {
             "X-Request-ID": request_id,
             "Server-Timing": f"detect;dur={detect_ms:.1f}, queue;dur={queue_ms:.1f}, inference;dur={inference_ms:.1f}, "
