@@ -7,6 +7,10 @@ within 0.5 inter-ocular distances of the annotated one; its landmark error is th
 its five points to the annotation, divided by the inter-ocular distance (NME).
 
     python -m benchmarks.face_detection --faces 40 --data ../shared/data
+
+``--negatives WHEEL`` instead runs the detector on the sample photos inside a scikit-image wheel
+(``pip download --no-deps scikit-image==0.26.0``; two of them show a face) at full, half and
+quarter size, and prints the scores of what it finds.
 """
 
 from __future__ import annotations
@@ -86,14 +90,41 @@ def score(detected, truths) -> tuple[int, list[float], list[np.ndarray], int]:
     return len(errors), errors, offsets, len(detected) - len(used)
 
 
+def negatives(wheel: Path, detector: FaceDetector) -> int:
+    import io
+    import zipfile
+
+    print("| sample photo | size | scores at 1, 1/2, 1/4 |")
+    print("|---|---|---|")
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            if not (name.startswith("skimage/data/") and name.lower().endswith((".png", ".jpg"))):
+                continue
+            try:
+                image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+            except OSError:
+                continue
+            if min(image.size) < 64:
+                continue
+            found = []
+            for factor in (1, 2, 4):
+                small = image.resize((image.width // factor, image.height // factor), Image.Resampling.BICUBIC)
+                found.append(", ".join(f"{face.score:.2f}" for face in detector.detect(np.asarray(small))) or "-")
+            print(f"| {Path(name).name} | {image.width}×{image.height} | {' / '.join(found)} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--faces", type=int, default=40, help="faces per size (half from each source)")
     parser.add_argument("--min-face-px", type=float, default=DetectorSettings.min_face_px)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--negatives", type=Path, default=None, metavar="WHEEL", help="scikit-image wheel: false detections")
     args = parser.parse_args(argv)
     detector = FaceDetector(settings=DetectorSettings(min_face_px=args.min_face_px))
+    if args.negatives:
+        return negatives(args.negatives, detector)
     faces = load_faces(args.data, args.faces, args.seed)
     print(f"{len(faces)} faces from {', '.join(SOURCES)}; min_face_px {args.min_face_px}")
     print("| inter-ocular px | recall | NME (mean) | NME (median) | mean offset x, y (px) | false detections | ms per picture |")

@@ -81,7 +81,8 @@ def add_restore_route(
 ) -> None:
     """Register ``POST /restore`` on ``app`` (directly: every route keeps its ``path``)."""
     detector = LazyDetector(settings)
-    policy = RestorePolicy(min_inter_ocular=settings.restore_min_inter_ocular, max_faces=settings.restore_max_faces)
+    policy = RestorePolicy(min_inter_ocular=settings.restore_min_inter_ocular, max_faces=settings.restore_max_faces,
+                           min_score=settings.restore_min_score)
 
     async def restore_face(plan: FacePlan, scale: int, deadline: float):
         face = DecodedImage(rgb=plan.crop, alpha=None, source_format="face", source_mode="RGB")

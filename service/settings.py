@@ -67,6 +67,9 @@ class ServiceSettings(BaseSettings):
     restore_min_inter_ocular: float = Field(
         2.0, ge=0, description="/restore: faces with eyes closer than this (photo pixels) stay as the upscaled photo"
     )
+    restore_min_score: float = Field(
+        0.9, ge=0, le=1, description="/restore: detections scoring lower stay as the upscaled photo"
+    )
     detector_min_face_px: float = Field(10.0, gt=0, description="/restore: smallest face box the detector searches")
 
     # Processes -------------------------------------------------------------------------------

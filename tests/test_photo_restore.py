@@ -24,6 +24,7 @@ from service.face_align import (
 )
 from service.face_detector import Face
 from service.photo_restore import (
+    LOW_SCORE,
     OVER_LIMIT,
     RESTORED,
     TOO_LARGE,
@@ -116,7 +117,7 @@ def test_face_weight_by_size(inter_ocular, scale, status, weight):
 def photo_and_faces(count: int, inter_ocular: float = 11.0, spacing: float = 40.0):
     rng = np.random.default_rng(2)
     photo = rng.uniform(0.2, 0.8, (60, 100 + int(spacing * count), 3)).astype(np.float32)
-    faces = [Face((0, 0, 1, 1), 0.9 - 0.1 * k, landmarks_for((30.0 + spacing * k, 25.0), inter_ocular, 0.1 * k))
+    faces = [Face((0, 0, 1, 1), 0.99 - 0.01 * k, landmarks_for((30.0 + spacing * k, 25.0), inter_ocular, 0.1 * k))
              for k in range(count)]
     return photo, faces
 
@@ -151,8 +152,11 @@ def test_restored_detail_lands_inside_the_face_and_overlaps_average():
     assert lift[:, -60:].max() == 0  # far from the faces
 
 
-def test_policy_limits_the_number_of_faces_and_skips_small_ones():
+def test_policy_limits_the_number_of_faces_and_skips_small_ones_and_doubtful_detections():
     photo, faces = photo_and_faces(3)
+    doubtful = [Face(face.box, 0.85, face.landmarks) for face in faces]
+    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy())} == {LOW_SCORE}
+    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy(min_score=0.8))} == {RESTORED}
     plans = plan_faces(photo, faces, 4, RestorePolicy(max_faces=2))
     assert [plan.status for plan in plans] == [RESTORED, RESTORED, OVER_LIMIT]
     assert plans[2].crop is None

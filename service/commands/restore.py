@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-inter-ocular", type=float, default=2.0, metavar="PIXELS",
                         help="faces with eyes closer than this stay as the upscaled photo (default: 2)")
+    parser.add_argument("--min-score", type=float, default=0.9, metavar="SCORE",
+                        help="detections scoring lower stay as the upscaled photo (default: 0.9)")
     add_remote_arguments(parser)
 
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
         limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side,
                            too_large_hint=" (see --max-output-side)"),
-        policy=RestorePolicy(min_inter_ocular=args.min_inter_ocular),
+        policy=RestorePolicy(min_inter_ocular=args.min_inter_ocular, min_score=args.min_score),
     )
     restore_files(inputs, runner, FaceDetector(), options, report,
                   on_result=lambda item, plans: print(f"{item.path}: {describe(plans)}"))
