@@ -55,6 +55,19 @@ local depth = redis.call('XLEN', KEYS[1])
 if depth >= tonumber(ARGV[1]) then return {0, depth} end
 return {redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2)), depth}
 """
+# Several jobs at once (the faces of one photo), all or none: ARGV = limit, fields per job, then the
+# jobs' fields back to back. One script, so a blocked worker wakes to all of them: one batch.
+ENQUEUE_MANY_IF_ROOM = """
+local depth = redis.call('XLEN', KEYS[1])
+local per_job = tonumber(ARGV[2])
+local count = (#ARGV - 2) / per_job
+if depth + count > tonumber(ARGV[1]) then return {0, depth} end
+local ids = {}
+for job = 0, count - 1 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3 + job * per_job, 2 + (job + 1) * per_job))
+end
+return {ids, depth}
+"""
 # Small images are decoded and encoded on the event loop: cheaper than a hop to the thread pool.
 INLINE_CODEC_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # room for a form's boundaries and headers around the image
@@ -127,6 +140,7 @@ class JobBroker:
         self.redis = redis_client(settings, 5)
         self.waiting: dict[str, asyncio.Future] = {}
         self.enqueue_script = self.redis.register_script(ENQUEUE_IF_ROOM)
+        self.enqueue_many_script = self.redis.register_script(ENQUEUE_MANY_IF_ROOM)
         self.queue_depth = 0
         self.throughput = 0.0  # images/s over all workers, measured
         self.tasks: list[asyncio.Task] = []
@@ -224,6 +238,46 @@ class JobBroker:
             raise ApiError(504, "deadline_exceeded", "the job was not finished before its deadline", "timeout_504") from error
         finally:
             self.waiting.pop(job.job_id, None)
+
+    async def submit_many(self, images: list[DecodedImage], scale: int, deadline: float) -> list[Reply]:
+        """Like :meth:`submit` for several images enqueued together (all or none), so an idle worker
+        batches them; the replies in order. 429 when they do not all fit in the queue."""
+        settings = self.settings
+        jobs = [
+            Job(job_id=uuid.uuid4().hex, reply_to=self.reply_stream, scale=scale, height=image.rgb.shape[0],
+                width=image.rgb.shape[1], deadline=deadline, enqueued_at=time.time(),
+                pixels=np.ascontiguousarray(image.rgb, dtype=np.float32).tobytes())
+            for image in images
+        ]
+        if not jobs:
+            return []
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in jobs]
+        self.waiting.update({job.job_id: future for job, future in zip(jobs, futures, strict=True)})
+        flat = [[item for pair in job.to_fields().items() for item in pair] for job in jobs]
+        try:
+            try:
+                ids, depth = await self.enqueue_many_script(
+                    keys=[settings.stream], args=[settings.queue_max_length, len(flat[0]), *(v for f in flat for v in f)]
+                )
+            except RedisError as error:
+                raise ApiError(503, "queue_unavailable", f"the job queue is unreachable: {error}", "error") from error
+            if not ids:
+                retry = self.retry_after_s(depth + len(jobs))
+                raise ApiError(
+                    429, "queue_full",
+                    f"{depth} jobs are queued and this photo needs {len(jobs)} (limit {settings.queue_max_length}); "
+                    f"retry in {retry} s", "rejected_429", {"Retry-After": str(retry)},
+                )
+            try:
+                return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=max(0.0, deadline - time.time())))
+            except TimeoutError as error:
+                with contextlib.suppress(RedisError):
+                    await self.redis.xdel(settings.stream, *ids)
+                raise ApiError(504, "deadline_exceeded", "the jobs were not finished before their deadline", "timeout_504") from error
+        finally:
+            for job in jobs:
+                self.waiting.pop(job.job_id, None)
 
     async def readiness(self) -> dict:
         try:

@@ -84,16 +84,18 @@ def add_restore_route(
     policy = RestorePolicy(min_inter_ocular=settings.restore_min_inter_ocular, max_faces=settings.restore_max_faces,
                            min_score=settings.restore_min_score)
 
-    async def restore_face(plan: FacePlan, scale: int, deadline: float):
-        face = DecodedImage(rgb=plan.crop, alpha=None, source_format="face", source_mode="RGB")
-        reply = await broker.submit(face, scale, deadline)
-        if reply.status in ("bad_job", "no_model"):
-            raise ApiError(400, reply.status, reply.meta.get("error", reply.status), "bad_input")
-        if reply.status != "ok":
-            if reply.status == "dead_lettered":
-                metrics.dead_letters.inc()
-            raise ApiError(500, reply.status, reply.meta.get("error", "the job failed"), "error")
-        return reply
+    async def restore_faces(plans: list[FacePlan], scale: int, deadline: float):
+        """One job per face, enqueued together so that an idle worker runs them as one batch."""
+        faces = [DecodedImage(rgb=plan.crop, alpha=None, source_format="face", source_mode="RGB") for plan in plans]
+        replies = await broker.submit_many(faces, scale, deadline)
+        for reply in replies:
+            if reply.status in ("bad_job", "no_model"):
+                raise ApiError(400, reply.status, reply.meta.get("error", reply.status), "bad_input")
+            if reply.status != "ok":
+                if reply.status == "dead_lettered":
+                    metrics.dead_letters.inc()
+                raise ApiError(500, reply.status, reply.meta.get("error", "the job failed"), "error")
+        return replies
 
     def detection_report(request_id: str, image: DecodedImage, scale: int, plans: list[FacePlan], detect_ms: float,
                          started: float) -> JSONResponse:
@@ -156,7 +158,7 @@ def add_restore_route(
             deadline = time.time() + settings.job_deadline_s
             background_task = asyncio.ensure_future(run_in_threadpool(upscale_background, image.rgb, scale))
             try:
-                replies = await asyncio.gather(*(restore_face(plan, scale, deadline) for plan in todo))
+                replies = await restore_faces(todo, scale, deadline)
             finally:
                 background = await background_task
 

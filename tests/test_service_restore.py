@@ -68,11 +68,14 @@ def build_release(directory):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("restore")
-    cluster = Cluster(workdir, build_release(workdir / "release"), max_batch_wait_ms=100,
+    # max_batch_wait_ms 0 (the default): an idle worker does not wait for more jobs, so the faces of
+    # a photo share a batch only because they are enqueued together.
+    cluster = Cluster(workdir, build_release(workdir / "release"), max_batch_wait_ms=0,
                       restore_max_input_side=MAX_SIDE, restore_max_output_side=2400)
     cluster.start_redis()
     cluster.start_worker()
     cluster.url = cluster.start_api()
+    cluster.tight_url = cluster.start_api("api-tight", queue_max_length=2)
     wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 200, 30, message="readyz")
     yield cluster
     cluster.close()
@@ -120,6 +123,13 @@ def test_faces_of_one_photo_run_in_one_batch(cluster):
     response = restore(cluster.url, png_bytes(group_photo()), scale=4)
     assert response.status_code == 200
     assert response.headers["x-batch-sizes"] == "3,3,3"
+
+
+def test_a_photo_with_more_faces_than_the_queue_holds_is_429_with_retry_after(cluster):
+    response = restore(cluster.tight_url, png_bytes(group_photo()), scale=4)  # 3 faces, room for 2
+    assert response.status_code == 429 and response.json()["error"] == "queue_full"
+    assert int(response.headers["retry-after"]) >= 1
+    assert restore(cluster.tight_url, png_bytes(group_photo(FACE_SIDES[:2])), scale=4).status_code == 200
 
 
 def test_a_real_model_changes_the_faces_and_nothing_else(cluster):
