@@ -153,10 +153,10 @@ def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise SystemExit(f"{url} is not ready")
 
 
-def raw_runner(manifest: Path, scale: int, intra_op_threads: int) -> ModelRunner:
+def raw_runner(manifest: Path, scale: int, intra_op_threads: int, provider: str = "cpu") -> ModelRunner:
     """The model the service runs, in this process, with the workers' ORT settings."""
     spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
-    return ModelRunner(spec, "cpu", intra_op_threads)
+    return ModelRunner(spec, provider, intra_op_threads)
 
 
 def paired_latency(url: str, runner: ModelRunner, scale: int, side: int, pairs: int) -> dict:

@@ -1,13 +1,14 @@
 """Typed configuration of the PortraitSR network, loaded from YAML.
 
-Named configurations live in ``model/configs/<name>.yaml``; ``paper-x4`` and ``paper-x8`` are
-exactly the paper's network, the smaller ones train on a CPU. Every prior the paper ablates
+Named configurations are ``<family>-x<scale>``, read from ``model/configs/<family>.yaml``;
+``paper-x4`` and ``paper-x8`` are exactly the paper's network, the smaller ones train on a CPU. Every prior the paper ablates
 (Table 2) is a switch here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Named configurations are "<family>-x<scale>": model/configs/<family>.yaml at that scale.
+NAMED_SCALES = (4, 8)
+_SCALED_NAME = re.compile(r"(?P<family>.+)-x(?P<scale>\d+)")
 
 
 @dataclass(frozen=True)
@@ -92,19 +96,29 @@ class ModelConfig:
 
 
 def available_configs() -> list[str]:
-    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+    """The named configurations: each family file of ``model/configs/`` at each of :data:`NAMED_SCALES`."""
+    return sorted(f"{path.stem}-x{scale}" for path in CONFIG_DIR.glob("*.yaml") for scale in NAMED_SCALES)
 
 
 def load_model_config(name_or_path: str | Path) -> ModelConfig:
-    """A named configuration (``small-x8``) or a YAML file's path."""
+    """A named configuration (``small-x8``: ``model/configs/small.yaml`` at ×8) or a YAML file's path.
+
+    A family file holds everything but the scale, so ×4 and ×8 cannot drift apart; a YAML file
+    given by path carries its own ``scale``.
+    """
     path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise FileNotFoundError(f"no model config {name_or_path!r}; available: {available_configs()}")
-    data = yaml.safe_load(path.read_text()) or {}
-    data.setdefault("name", path.stem)
-    return ModelConfig.from_dict(data)
+    if path.suffix:
+        data = yaml.safe_load(path.read_text()) or {}
+        data.setdefault("name", path.stem)
+        return ModelConfig.from_dict(data)
+    match = _SCALED_NAME.fullmatch(str(name_or_path))
+    family = CONFIG_DIR / f"{match['family']}.yaml" if match else None
+    if family is None or not family.is_file():
+        raise FileNotFoundError(f"no model config {name_or_path!r}; available: {available_configs()}")
+    data = yaml.safe_load(family.read_text()) or {}
+    if "scale" in data:
+        raise ValueError(f"{family} is a family file: its scale comes from the name, not from the file")
+    return ModelConfig.from_dict({**data, "name": str(name_or_path), "scale": int(match["scale"])})
 
 
 __all__ = ["ModelConfig", "load_model_config", "available_configs"]

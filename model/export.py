@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from model.network import PortraitSR
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME
 
-INPUT_NAME = "lr"
-OUTPUT_NAME = "sr"
 DEFAULT_OPSET = 18
 
 

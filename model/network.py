@@ -105,7 +105,3 @@ def _pad_to_multiple(image: torch.Tensor, multiple: int = LATENT_STRIDE) -> torc
     pad_bottom = (multiple - image.shape[2] % multiple) % multiple
     pad_right = (multiple - image.shape[3] % multiple) % multiple
     return F.pad(image, (0, pad_right, 0, pad_bottom), mode="replicate")
-
-
-def build_model(config: ModelConfig) -> PortraitSR:
-    return PortraitSR(config)

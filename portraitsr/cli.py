@@ -21,12 +21,14 @@ COMMANDS: dict[str, str] = {
     "train": "training.commands.train",
     "evaluate": "training.commands.evaluate",
     "export": "training.commands.export",
+    "diagnose-priors": "training.commands.diagnose_priors",
     # service
     "api": "service.commands.api",
     "worker": "service.commands.worker",
     "serve": "service.commands.serve",
     "upscale": "service.commands.upscale",
     "restore": "service.commands.restore",
+    "hash-key": "service.commands.hash_key",
 }
 
 

@@ -10,11 +10,14 @@ Coordinates are continuous pixels of the input (pixel i spans [i, i+1)).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from portraitsr.release import CPU, open_session
 
 DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parent.parent / "model" / "face_detector"
 PNET_CELL = 12
@@ -105,16 +108,10 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
 class FaceDetector:
     def __init__(self, model_dir: Path = DEFAULT_DETECTOR_DIR, settings: DetectorSettings | None = None,
                  intra_op_threads: int = 1):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.settings = settings or DetectorSettings()
+        # Sessions through the release module (the one place they are made): CPU, no spinning threads.
         self.sessions = {
-            name: ort.InferenceSession(str(Path(model_dir) / f"mtcnn-{name}.onnx"), sess_options=options,
-                                       providers=["CPUExecutionProvider"])
+            name: open_session(Path(model_dir) / f"mtcnn-{name}.onnx", [CPU], intra_op_threads)
             for name in ("pnet", "rnet", "onet")
         }
 
@@ -212,3 +209,20 @@ class FaceDetector:
             x1, y1, x2, y2 = (float(v) for v in boxes[k, :4])
             faces.append(Face((x1 - 1, y1 - 1, x2, y2), float(boxes[k, 4]), landmarks[k].astype(np.float64)))
         return faces
+
+
+class LazyDetector:
+    """One :class:`FaceDetector` per API process, its sessions made on first use (not at import or
+    start-up, so an API that never gets a photo never loads them), once, from any thread."""
+
+    def __init__(self, settings: DetectorSettings | None = None, model_dir: Path = DEFAULT_DETECTOR_DIR):
+        self.settings = settings
+        self.model_dir = model_dir
+        self.detector: FaceDetector | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> FaceDetector:
+        with self.lock:
+            if self.detector is None:
+                self.detector = FaceDetector(self.model_dir, self.settings)
+            return self.detector

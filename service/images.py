@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+# The model's input and output layouts are the release contract's (shared with `evaluate`),
+# re-exported here beside the decoder and encoder that feed and read them.
+from portraitsr.release import to_model_input  # noqa: F401
+from portraitsr.release import to_uint8 as sr_to_uint8  # noqa: F401
+
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# Magic bytes of the accepted formats (WebP: RIFF....WEBP): a file that starts like one of them
+# but cannot be opened is a damaged image (400), not an unsupported one (415).
+ACCEPTED_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 OUTPUT_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -65,6 +73,8 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageInputError(413, "too_many_pixels", f"the image header declares too many pixels ({error})") from error
     except UnidentifiedImageError as error:
+        if data.startswith(ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise ImageInputError(400, "corrupt_image", "the image header is damaged or incomplete") from error
         raise ImageInputError(
             415, "unsupported_format", f"not a recognised image; send one of {', '.join(ACCEPTED_FORMATS)}"
         ) from error
@@ -129,16 +139,6 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         raise ImageInputError(400, "corrupt_image", f"the image data cannot be decoded (truncated or corrupt): {error}") from error
     rgb, alpha = _to_float_planes(image)
     return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format, source_mode=source_mode)
-
-
-def to_model_input(rgb: np.ndarray) -> np.ndarray:
-    """H×W×3 float32 → 1×3×H×W float32, the layout of the model input ``lr``."""
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
-def sr_to_uint8(sr: np.ndarray) -> np.ndarray:
-    """One model output 3×H×W in [0, 1] → H×W×3 uint8 (rounded, as the evaluation protocol does)."""
-    return np.clip(np.rint(sr.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
 
 
 def compose_output(rgb_uint8: np.ndarray, alpha: np.ndarray | None) -> Image.Image:

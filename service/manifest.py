@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from portraitsr.release import sha256_of
 
 REQUIRED_KEYS = ("name", "scale", "onnx", "sha256", "input", "output")
 
@@ -27,14 +28,6 @@ class ModelSpec:
     input_name: str
     output_name: str
     extra: dict = field(default_factory=dict, compare=False)
-
-
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_manifest(path: str | Path, verify_checksums: bool = True) -> list[ModelSpec]:

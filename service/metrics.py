@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
-OUTCOMES = ("ok", "bad_input", "rejected_429", "timeout_504", "error")
+OUTCOMES = ("ok", "bad_input", "unauthorized", "rejected_429", "timeout_504", "error")
 
 
 class ApiMetrics:
@@ -32,6 +32,9 @@ class ApiMetrics:
         for outcome in OUTCOMES:
             self.requests.labels(outcome)
         self.dead_letters = Counter("portraitsr_dead_letters", "requests answered with a dead-lettered job", registry=r)
+        self.resubmitted = Counter(
+            "portraitsr_resubmitted_jobs", "jobs re-submitted after Redis lost them (restart)", registry=r
+        )
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)
         self.throughput = Gauge("portraitsr_throughput_images_per_second", "images completed per second, all workers", registry=r)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from portraitsr.release import to_model_input, to_uint8
 from service.face_detector import FaceDetector
 from service.images import (
     ImageInputError,
@@ -20,7 +21,6 @@ from service.images import (
     compose_output,
     decode_image,
     encode_image,
-    sr_to_uint8,
 )
 from service.inference import ModelRunner
 from service.photo_restore import RESTORED, FacePlan, RestorePolicy, restore_photo
@@ -40,8 +40,7 @@ def model_restorer(runner: ModelRunner, batch_size: int = 8) -> Callable[[np.nda
     def run(crops: np.ndarray) -> list[np.ndarray]:
         faces = []
         for start in range(0, len(crops), batch_size):
-            batch = np.ascontiguousarray(crops[start:start + batch_size].transpose(0, 3, 1, 2), dtype=np.float32)
-            faces += [sr_to_uint8(sr) for sr in runner.run(batch)]
+            faces += list(to_uint8(runner.run(to_model_input(crops[start:start + batch_size]))))
         return faces
 
     return run

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis to use; unset: `serve` starts a private redis-server, api/worker use localhost"
     )
+    redis_password_file: Path | None = Field(
+        None, description="file holding the Redis password (a mounted Secret); the user name goes in redis_url"
+    )
     stream: str = "portraitsr:jobs"
     consumer_group: str = "portraitsr-workers"
     dead_letter_stream: str = "portraitsr:dead-letter"
@@ -36,12 +39,27 @@ class ServiceSettings(BaseSettings):
     max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter stream")
     result_ttl_s: int = Field(60, ge=1, description="an unread reply stream expires after this")
     heartbeat_ttl_s: float = Field(5.0, gt=0, description="a worker whose heartbeat is older is dead")
+    admission_fraction: float = Field(
+        0.5, gt=0, le=1,
+        description="admitted model seconds (measured by the workers) may fill this share of workers × job_deadline_s; "
+        "more gets 429",
+    )
+    redis_max_connections: int = Field(
+        32, ge=1, description="API connections for jobs; a request waits for one, and past that gets 429"
+    )
+    redis_outage_grace_s: float = Field(
+        15.0, gt=0, description="waiting requests get 503 once Redis has been unreachable this long"
+    )
 
     # Model and inference ---------------------------------------------------------------------
     manifest_path: Path = DEFAULT_MANIFEST
     execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
     max_batch_size: int = Field(8, ge=1)
+    max_batch_output_pixels: int = Field(
+        8 * 128 * 128, ge=1,
+        description="a batch's output pixels stay within this (a larger input runs alone): bounds worker memory",
+    )
     max_batch_wait_ms: float = Field(
         0.0, ge=0, description="how long an idle worker waits to fill a batch (a busy one batches what queued meanwhile)"
     )
@@ -72,9 +90,19 @@ class ServiceSettings(BaseSettings):
     )
     detector_min_face_px: float = Field(10.0, gt=0, description="/restore: smallest face box the detector searches")
 
+    # Security --------------------------------------------------------------------------------
+    api_keys_file: Path | None = Field(
+        None, description="file of SHA-256 hex digests of accepted API keys, one a line; set: image endpoints "
+        "and /metrics need `Authorization: Bearer <key>` (`portraitsr hash-key` prints a digest)"
+    )
+
     # Processes -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    http_header_timeout_s: float = Field(15.0, gt=0, le=30, description="the request head must arrive within this, else 408")
+    http_body_timeout_s: float = Field(30.0, gt=0, description="a request body stalled this long closes the connection")
+    http_max_header_bytes: int = Field(16 * 1024, ge=1024, description="a larger request head gets 431")
+    http_max_connections: int = Field(1000, ge=1, description="open connections past this get 429 at once")
     worker_metrics_host: str = "0.0.0.0"
     worker_metrics_port: int = 9100
     workers: int = Field(1, ge=1, description="worker processes started by `serve`")

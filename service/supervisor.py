@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,21 +48,43 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def start_redis(port: int, directory: str) -> subprocess.Popen:
-    command = [
-        redis_server_executable(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-        "--dir", directory, "--loglevel", "warning",
+def write_redis_config(port: int, directory: str, password: str) -> Path:
+    """The private redis-server's configuration, readable by this user only (it holds the password).
+
+    AOF with fsync every second: a redis-server that dies (kill -9) and is restarted on the same
+    directory comes back with every job and reply it had acknowledged up to ~1 s before; what the
+    last second lost, the API re-submits (service/broker.py).
+    """
+    path = Path(directory) / "redis.conf"
+    lines = [
+        "bind 127.0.0.1", f"port {port}", f"dir {directory}", "save \"\"", "appendonly yes", "appendfsync everysec",
+        "loglevel warning", f"requirepass {password}",
     ]
-    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as config:
+        config.write("\n".join(lines) + "\n")
+    return path
 
 
-def wait_for_redis(port: int, timeout_s: float = 10.0) -> None:
+def start_redis(config_path: Path) -> subprocess.Popen:
+    """The password stays in the 0600 config file: a command line is visible to every local user."""
+    return subprocess.Popen([redis_server_executable(), str(config_path)], start_new_session=True, stdout=subprocess.DEVNULL)
+
+
+def wait_for_redis(port: int, password: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
+    auth = f"AUTH {password}\r\nPING\r\n".encode()
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(16).startswith(b"+PONG"):
+                connection.sendall(auth)
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    chunk = connection.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                if answer.startswith(b"+OK\r\n+PONG"):
                     return
         except OSError:
             pass
@@ -84,6 +107,7 @@ class Supervisor:
         self.log_level = log_level
         self.redis: subprocess.Popen | None = None
         self.redis_port = 0
+        self.redis_config: Path | None = None
         self.api: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen | None] = []
         self.stop_signal: int | None = None
@@ -113,10 +137,14 @@ class Supervisor:
         try:
             if self.settings.redis_url is None:
                 self.redis_port = self.settings.redis_port or free_port()
-                self.redis = start_redis(self.redis_port, redis_dir)
-                wait_for_redis(self.redis_port)
-                self.settings = self.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{self.redis_port}/0"})
-                log.info("private redis-server on 127.0.0.1:%d", self.redis_port)
+                password = secrets.token_urlsafe(32)  # per run; reaches the children in their environment only
+                self.redis_config = write_redis_config(self.redis_port, redis_dir, password)
+                self.redis = start_redis(self.redis_config)
+                wait_for_redis(self.redis_port, password)
+                url = f"redis://:{password}@127.0.0.1:{self.redis_port}/0"
+                self.settings = self.settings.model_copy(update={"redis_url": url})
+                log.info("private redis-server on 127.0.0.1:%d (pid %d, password-protected, AOF everysec)",
+                         self.redis_port, self.redis.pid)
             self.workers = [self._spawn("worker", self._worker_env(i)) for i in range(self.settings.workers)]
             self.restart_delay = [0.0] * len(self.workers)
             self.restart_at = [0.0] * len(self.workers)
@@ -141,8 +169,9 @@ class Supervisor:
                     log.warning("worker %d exited with status %s; restarting it", index, worker.returncode)
                     self.workers[index] = self._spawn("worker", self._worker_env(index))
             if self.redis is not None and self.redis.poll() is not None:
-                log.warning("the private redis-server exited; restarting it")
-                self.redis = start_redis(self.redis_port, tempfile.gettempdir())
+                log.warning("the private redis-server exited (status %s); restarting it", self.redis.returncode)
+                self.redis = start_redis(self.redis_config)  # same directory: it reloads its AOF
+                log.info("private redis-server restarted (pid %d)", self.redis.pid)
             if not announced:
                 announced = self._ready(url)
                 if announced:

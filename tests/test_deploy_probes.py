@@ -19,8 +19,9 @@ from service_helpers import Cluster, build_fixture_release, face_like, png_bytes
 
 pytestmark = pytest.mark.skipif(kubectl() is None, reason="kubectl with kustomize not installed (scripts/install-test-tools.sh)")
 
-# Set per process by the test cluster (free ports, local Redis) instead of the manifests' values.
-LOCAL = {"PORTRAITSR_REDIS_URL", "PORTRAITSR_API_PORT", "PORTRAITSR_WORKER_METRICS_PORT"}
+# Set per process by the test cluster (free ports, local Redis without a password) instead of
+# the manifests' values.
+LOCAL = {"PORTRAITSR_REDIS_URL", "PORTRAITSR_REDIS_PASSWORD_FILE", "PORTRAITSR_API_PORT", "PORTRAITSR_WORKER_METRICS_PORT"}
 
 
 def deployment_container(objects, name: str) -> dict:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from portraitsr.cli import main
 from training.data.degrade import bicubic_downsample
-from training.metrics import psnr_y, ssim_y
+from training.metrics import load_lpips, lpips, psnr_y, ssim_y
 from training.nets.lpips import LPIPS
 from training.weights.store import save_state_dicts
 
@@ -91,8 +91,11 @@ def test_evaluate_onnx_model_writes_model_and_bicubic_rows(
     assert row["model"]["psnr_y"] == pytest.approx(psnr_y(nearest, hr), abs=1e-9)
     assert row["model"]["ssim_y"] == pytest.approx(ssim_y(nearest, hr), abs=1e-9)
     assert row["bicubic"]["psnr_y"] == pytest.approx(psnr_y(bicubic, hr), abs=1e-9)
+    net = load_lpips(str(lpips_weights))
+    assert row["model"]["lpips"] == pytest.approx(float(lpips(nearest, hr, net)), abs=1e-6)
+    assert row["bicubic"]["lpips"] == pytest.approx(float(lpips(bicubic, hr, net)), abs=1e-6)
+    assert row["model"]["lpips"] != row["bicubic"]["lpips"]
     for method in ("model", "bicubic"):
-        assert row[method]["lpips"] is not None and row[method]["lpips"] >= 0
         mean = np.mean([r[method]["psnr_y"] for r in result["images"]])
         assert result["mean"][method]["psnr_y"] == pytest.approx(mean)
     # on smooth faces bicubic beats nearest-neighbour: the two rows are not the same numbers

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from model.atp import AssociativeTexturePrior, dictionary_diversity_loss
 from model.config import ModelConfig, available_configs, load_model_config
@@ -138,8 +139,18 @@ def test_parsing_channels_follow_the_config() -> None:
 
 
 def test_odd_sizes_are_padded_internally_and_cropped_back() -> None:
-    out = PortraitSR(tiny(4))(torch.rand(1, 3, 7, 9))
-    assert out.sr.shape == (1, 3, 28, 36)
+    network = PortraitSR(tiny(4)).eval()
+    lr = torch.rand(1, 3, 7, 9)  # ×4: 28×36, padded to 32×40 inside
+    with torch.no_grad():
+        out = network(lr, hr=torch.rand(1, 3, 28, 36))
+        assert out.sr.shape == (1, 3, 28, 36) and out.rec is not None and out.rec.shape == out.sr.shape
+        assert out.parsing is not None and out.parsing.shape[2:] == (28, 36)
+        # With the decoder's output silenced, SR is the bicubic base: the crop is the image's own
+        # pixels, in place, with none of the padding left.
+        network.decoder.output.weight.zero_()
+        sr = network(lr).sr
+    bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(sr, bicubic, rtol=0, atol=0)
 
 
 def test_gradients_reach_the_dictionary_through_the_reconstruction_branch() -> None:
@@ -200,6 +211,22 @@ def test_named_configurations_exist_and_paper_ones_are_exactly_the_paper() -> No
         assert config.num_refinement_blocks == 4
         assert (config.dict_size, config.latent_channels) == (512, 384)
         assert config.use_ssp and config.use_atp and config.use_hpf
+
+
+def test_a_named_configuration_is_its_family_file_at_the_scale_of_its_name(tmp_path, monkeypatch) -> None:
+    x4, x8 = load_model_config("small-fast-x4"), load_model_config("small-fast-x8")
+    assert (x4.name, x4.scale, x8.name, x8.scale) == ("small-fast-x4", 4, "small-fast-x8", 8)
+    assert x4.replace(name="", scale=8) == x8.replace(name="")  # nothing but the scale differs
+    with pytest.raises(FileNotFoundError, match="available"):
+        load_model_config("small-fast")  # a family needs a scale
+    # A family file that names a scale would contradict the name: refused.
+    monkeypatch.setattr("model.config.CONFIG_DIR", tmp_path)
+    (tmp_path / "odd.yaml").write_text("dim: 8\nscale: 4\n")
+    with pytest.raises(ValueError, match="family file"):
+        load_model_config("odd-x8")
+    # A YAML file given by path carries its own scale.
+    (tmp_path / "own.yaml").write_text("dim: 8\nheads: [1, 1, 2, 2]\nscale: 4\n")
+    assert load_model_config(tmp_path / "own.yaml").scale == 4
 
 
 def test_config_rejects_unknown_keys_and_bad_values() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
 from model.config import load_model_config
 from model.export import INPUT_NAME, OUTPUT_NAME, SRPath, export_onnx
 from model.network import PortraitSR
+from portraitsr.release import open_session
 
 
 @pytest.fixture(scope="module", params=[4, 8])
@@ -19,7 +19,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     torch.manual_seed(0)
     network = PortraitSR(load_model_config(f"tiny-x{request.param}")).eval()
     path = export_onnx(network, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = open_session(path)
     return network, session, request.param
 
 

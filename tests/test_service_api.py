@@ -112,7 +112,7 @@ BAD_AND_ODD_INPUTS = {
     "50000x50000 header": (fake_png_header(50000, 50000), {}, 413, "too_many_pixels"),
     "70x70 at x8 (output over 512)": (png_bytes(face_like(70, 70)), {"scale": 8}, 413, "too_many_pixels"),
     "wrong scale": (png_bytes(face_like(16, 16)), {"scale": 3}, 400, "bad_scale"),
-    "scale not a number": (png_bytes(face_like(16, 16)), {"scale": "x"}, 400, "bad_request"),
+    "scale not a number": (png_bytes(face_like(16, 16)), {"scale": "x"}, 400, "bad_scale"),
     "wrong format": (png_bytes(face_like(16, 16)), {"format": "gif"}, 400, "bad_format"),
     "animated gif": (animated_gif(), {}, 415, "animated_image"),
     "cmyk jpeg": (encoded(Image.fromarray(face_like(16, 16)).convert("CMYK"), format="JPEG"), {}, 200, (128, 128)),
@@ -155,7 +155,9 @@ def test_concurrent_requests_form_batches(cluster):
 def test_full_queue_is_429_with_retry_after_and_late_jobs_are_504_and_never_run(cluster):
     data = png_bytes(face_like(16, 16))
     worker_metrics = lambda: httpx.get(f"{cluster.worker.metrics_url}/metrics").text  # noqa: E731
-    ok_before = metric_value(worker_metrics(), "portraitsr_worker_jobs_total", {"outcome": "ok"})
+    jobs = lambda outcome: metric_value(worker_metrics(), "portraitsr_worker_jobs_total", {"outcome": outcome})  # noqa: E731
+    pending = lambda: cluster.redis().xpending("portraitsr:jobs", "portraitsr-workers")["pending"]  # noqa: E731
+    ok_before, expired_before, pending_before = jobs("ok"), jobs("expired"), pending()
     os.kill(cluster.worker.pid, signal.SIGSTOP)  # nothing is consumed while stopped
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -169,9 +171,13 @@ def test_full_queue_is_429_with_retry_after_and_late_jobs_are_504_and_never_run(
         assert [r.status_code for r in late] == [504, 504]
         assert late[0].json()["error"] == "deadline_exceeded"
     finally:
+        # Redis may have handed jobs to the worker's blocked read before it stopped (the API deleted
+        # the others at their deadline): the worker must drop exactly those as expired, run none.
+        handed = pending() - pending_before
         os.kill(cluster.worker.pid, signal.SIGCONT)
-    time.sleep(1.0)  # the worker reads whatever it had been handed while stopped, and drops it
-    assert metric_value(worker_metrics(), "portraitsr_worker_jobs_total", {"outcome": "ok"}) == ok_before
+    wait_until(lambda: jobs("expired") == expired_before + handed and pending() == pending_before, 10,
+               message="the jobs handed to the stopped worker to be dropped as expired")
+    assert jobs("ok") == ok_before
     metrics = httpx.get(f"{cluster.tight_url}/metrics").text
     assert metric_value(metrics, "portraitsr_requests_total", {"outcome": "rejected_429"}) == 1
     assert metric_value(metrics, "portraitsr_requests_total", {"outcome": "timeout_504"}) == 2

@@ -121,3 +121,38 @@ def test_tiff_is_an_unsupported_format():
     Image.fromarray(face_like(8, 8)).save(buffer, format="TIFF")
     error = refused(buffer.getvalue())
     assert (error.status, error.code) == (415, "unsupported_format")
+
+
+def damaged_headers() -> dict[str, bytes]:
+    """Files that start like an accepted format but whose header is broken (found by probing the API)."""
+    good = png_bytes(face_like(16, 16))
+
+    def chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) if crc is None else crc)
+
+    signature = b"\x89PNG\r\n\x1a\n"
+    jpeg = io.BytesIO()
+    Image.fromarray(face_like(16, 16)).save(jpeg, format="JPEG")
+    jpeg = bytearray(jpeg.getvalue())
+    tables = jpeg.find(b"\xff\xc4")
+    jpeg[tables + 4 : tables + 40] = b"\xff" * 36
+    return {
+        "png with a bad IHDR CRC": signature + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0), crc=1) + good[33:],
+        "png of only the signature": signature,
+        "png of width 0": signature + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 16, 8, 2, 0, 0, 0)) + good[33:],
+        "jpeg with damaged tables": bytes(jpeg),
+        "40-byte gif": b"GIF89a\x10\x00\x10\x00\x80\x00\x00" + b"\x00" * 27,
+    }
+
+
+@pytest.mark.parametrize("name", list(damaged_headers()))
+def test_a_damaged_header_of_an_accepted_format_is_400_corrupt_image(name):
+    with pytest.raises(ImageInputError) as caught:
+        decode_image(damaged_headers()[name])
+    assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
+
+
+def test_a_file_of_another_kind_is_still_415():
+    with pytest.raises(ImageInputError) as caught:
+        decode_image(b"%PDF-1.7\n" + b"\0" * 64)
+    assert (caught.value.status, caught.value.code) == (415, "unsupported_format")

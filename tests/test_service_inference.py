@@ -9,7 +9,8 @@ import onnxruntime as ort
 import pytest
 from service_helpers import build_fixture_release
 
-from service.inference import CUDA, ModelRunner, load_runners
+from portraitsr.release import CUDA
+from service.inference import ModelRunner, load_runners
 from service.manifest import ManifestError, load_manifest
 
 

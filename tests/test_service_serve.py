@@ -105,3 +105,41 @@ def test_service_serves_the_shipped_release(tmp_path):
             np.testing.assert_array_equal(output, np.asarray(upscale(runners[spec.scale], decode_image(data))))
     finally:
         cluster.close()
+
+
+def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    manifest = build_fixture_release(tmp_path / "release")
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}
+    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()))
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portraitsr", "serve", "--port", str(api_port), "--workers", "2"],
+            env=env, stdout=log, stderr=log, cwd=REPO,
+        )
+        try:
+            url = f"http://127.0.0.1:{api_port}"
+            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90, message="serve ready")
+            found = re.search(r"redis-server on 127\.0\.0\.1:(\d+) \(pid (\d+)", log_path.read_text())
+            redis_port, redis_pid = int(found.group(1)), int(found.group(2))
+            with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as connection:
+                connection.sendall(b"PING\r\n")
+                assert connection.recv(64).startswith(b"-NOAUTH")
+            payloads = [png_bytes(face_like(16, 16, seed=s)) for s in range(60)]
+            with ThreadPoolExecutor(30) as pool:
+                futures = [pool.submit(httpx.post, f"{url}/upscale", content=p, timeout=60) for p in payloads]
+                wait_until(lambda: sum(f.done() for f in futures) >= 5, 60, message="some answers")
+                os.kill(redis_pid, signal.SIGKILL)  # mid-load
+                statuses = [f.result().status_code for f in futures]
+            assert statuses == [200] * 60
+            wait_until(lambda: "private redis-server restarted" in log_path.read_text(), 10, message="the restart")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    text = log_path.read_text()
+    assert "redis://:" not in text and "requirepass" not in text  # the password is never logged

@@ -192,4 +192,21 @@ def test_shipped_configs_load(name):
     assert config.name == name
     from training.trainer import build_model_config
 
-    assert build_model_config(config).scale in (4, 8)
+    # Each config trains at the scale its name says, on a model config of that scale.
+    scale = int(name.split("-x")[1][0])
+    model_config = build_model_config(config)
+    assert model_config.scale == scale and model_config.name.endswith(f"-x{scale}")
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    from training import trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.resolve_precision("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.resolve_precision("auto", cpu) is None
+    assert trainer.resolve_precision("bf16", cpu) == torch.bfloat16
+    assert trainer.resolve_precision("fp32", cpu) is None
+    with pytest.raises(ValueError, match="needs CUDA"):
+        trainer.resolve_precision("fp16", cpu)

@@ -29,6 +29,8 @@ from face_images import png_bytes, synthetic_face
 from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, http_status, wait_until
 
+from service.auth import hash_key
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM_ARGS = [
@@ -40,6 +42,7 @@ SCREENSHOT_INPUT = REPO / "docs" / "images" / "astronaut-face-16.png"  # made by
 RESULT_TIMEOUT_MS = 60_000
 SCREENSHOT_PHOTO = REPO / "docs" / "images" / "web-page-photo.png"
 SCREENSHOT_PHOTO_INPUT = REPO / "docs" / "images" / "astronaut-photo-128.png"  # made by scripts/make-restore-picture.sh
+API_KEY = "a-key-for-the-web-test"
 
 
 def find_chromium() -> str | None:
@@ -75,6 +78,9 @@ def cluster(tmp_path_factory):
         cluster.worker = cluster.start_worker()
         cluster.url = cluster.start_api()
         cluster.tight_url = cluster.start_api("api-tight", queue_max_length=1, job_deadline_s=2.0)
+        keys = workdir / "api-keys"
+        keys.write_text(hash_key(API_KEY) + "\n")
+        cluster.keyed_url = cluster.start_api("api-keyed", api_keys_file=keys)
         wait_until(lambda: http_status(f"{cluster.url}/readyz") == 200, 60, message="readyz")
         yield cluster
     finally:
@@ -99,8 +105,10 @@ def browser():
         browser.close()
 
 
-def open_page(browser, url: str):
-    context = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
+def open_page(browser, url: str, bypass_csp: bool = True):
+    # Playwright's wait_for_function evaluates strings, which the page's CSP forbids: the tests that
+    # use it bypass the CSP; those below that check the CSP itself wait on selectors instead.
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True, bypass_csp=bypass_csp)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
@@ -319,3 +327,49 @@ def test_photo_mode_restores_a_group_photo_and_outlines_its_faces(page, service_
     upload(page, face, 8, "png")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Done: face.png')", timeout=RESULT_TIMEOUT_MS)
     assert not page.is_visible("#boxes-canvas")
+
+
+def test_page_and_docs_load_nothing_from_other_hosts_and_send_a_csp(browser, cluster, tmp_path):
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+    context = browser.new_context()
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    try:
+        page = context.new_page()
+        response = page.goto(f"{cluster.url}/")
+        headers = response.headers
+        assert "default-src 'self'" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        upload(page, face, 8, "png")
+        page.wait_for_selector("#status >> text=/^Done/", timeout=RESULT_TIMEOUT_MS)
+        page.goto(f"{cluster.url}/docs")
+        page.wait_for_selector(".swagger-ui .info", timeout=RESULT_TIMEOUT_MS)  # rendered, offline
+    finally:
+        context.close()
+    foreign = [url for url in requested if not url.startswith((cluster.url, "data:", "blob:"))]
+    assert requested and not foreign, foreign
+
+
+def test_page_asks_for_an_api_key_when_the_api_needs_one(browser, cluster, tmp_path):
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+    context, page = open_page(browser, cluster.keyed_url, bypass_csp=False)
+    prompts: list[str] = []
+
+    def answer(dialog):
+        prompts.append(dialog.message)
+        dialog.accept(API_KEY)
+
+    page.on("dialog", answer)
+    try:
+        upload(page, face, 8, "png")
+        page.wait_for_selector("#status >> text=/^Done/", timeout=RESULT_TIMEOUT_MS)
+        assert len(prompts) == 1 and "API key" in prompts[0]
+        upload(page, face, 4, "png")  # the key is kept for the tab: no second question
+        page.wait_for_selector("#status >> text=/^Done.*\\(×4,/", timeout=RESULT_TIMEOUT_MS)
+        assert len(prompts) == 1
+    finally:
+        context.close()
+    assert not page.errors, f"JavaScript errors on the page: {page.errors}"

@@ -2,7 +2,7 @@
 
 A checkpoint is a dict::
 
-    {"model": state_dict, "model_config": dict, "optimizer": ..., "scheduler": ..., "scaler": ...,
+    {"model": state_dict, "model_config": dict, "optimizer": ..., "scaler": ...,
      "step": int, "epoch": int, "batch_in_epoch": int, "rng": [per-rank random states],
      "train_config": dict, "best_val_psnr": float, "train_seconds": float, "hardware": str,
      "data_summary": dict}
@@ -14,6 +14,7 @@ or without DDP. A fine-tuning checkpoint (`slim_checkpoint`) keeps only the mode
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.config import ModelConfig
+from model.network import PortraitSR
+
 FINETUNE_KEYS = (
-    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "data_summary", "previous_stages",
+    "model", "model_config", "train_config", "step", "train_seconds", "hardware", "precision", "data_summary",
+    "previous_stages",
 )  # fmt: skip
 
 
@@ -54,8 +59,31 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    # Training checkpoints hold random states (tuples, NumPy arrays): not loadable with weights_only.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint, read with ``weights_only`` when it allows (slim, released ones hold only tensors
+    and plain values); full training checkpoints also hold random states (NumPy arrays) and need a
+    full unpickle, acceptable for a checkpoint you trained yourself."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def network_from_checkpoint(
+    checkpoint: dict[str, Any], config: ModelConfig | None = None, source: str = "the checkpoint"
+) -> PortraitSR:
+    """The network of a checkpoint (or of a bare state dict), in eval mode, on the CPU.
+
+    ``config`` overrides the checkpoint's ``model_config``; one of the two is needed.
+    """
+    if config is None:
+        if "model_config" not in checkpoint:
+            raise ValueError(f"{source} carries no model_config: pass a model config")
+        config = ModelConfig.from_dict(checkpoint["model_config"])
+    state = checkpoint.get("model", checkpoint)
+    net = PortraitSR(config)
+    # Written by a DDP-wrapped network, keys carry a "module." prefix.
+    net.load_state_dict({key.removeprefix("module."): value for key, value in state.items()})
+    return net.eval()
 
 
 def slim_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class ScheduleConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
-    precision: str = "auto"  # "auto" (bf16 on CUDA when supported, else fp16; fp32 on CPU), "bf16", "fp16", "fp32"
+    precision: str = "auto"  # "auto": bf16 on CUDA (fp16 without bf16) and on CPUs with native bf16, else fp32; or "bf16", "fp16", "fp32"
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
     find_unused_parameters: bool = False  # DDP: set when a switch leaves parameters out of the graph
     tensorboard: bool = True  # also log to TensorBoard when it is installed

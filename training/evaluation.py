@@ -2,13 +2,13 @@
 scored with PSNR-Y, SSIM-Y and LPIPS beside plain bicubic upsampling on the same images.
 
 Models are "upscalers": callables from a batch of LR images (N×h×w×3 uint8) to SR images
-(N×H×W×3 uint8). One runs an exported ONNX file through ONNX Runtime (the release contract:
-input ``lr``, output ``sr``, N×3×h×w float32 in [0, 1]); one runs a training checkpoint in PyTorch.
+(N×H×W×3 uint8). One runs an exported ONNX file exactly as the service does (``portraitsr.release``:
+same session, padding and rounding); one runs a training checkpoint in PyTorch, fed and read back
+the same way.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from portraitsr.release import (
+    IMAGE_SUFFIXES,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ReleaseModel,
+    default_input_multiple,
+    pad_to_multiple,
+    to_model_input,
+    to_uint8,
+)
+from training.data.cache import TrainingCache
 from training.data.degrade import bicubic_downsample
 from training.metrics import lpips, psnr_y, ssim_y
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 METRICS = ("psnr_y", "ssim_y", "lpips")
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
@@ -43,12 +53,12 @@ def load_hr_folder(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray
 
 def load_hr_cache(cache_dir: str | Path, split: str = "val", source: str | None = None) -> list[tuple[str, np.ndarray]]:
     """(source file, 128×128×3 uint8) of a prepare-data cache's ``split``, optionally one ``source`` dataset."""
-    index = json.loads((Path(cache_dir) / "index.json").read_text())
-    entries = [e for e in index if e["split"] == split and (source is None or e["dataset"] == source)]
+    cache = TrainingCache(cache_dir)
+    entries = cache.entries(split, source)
     if not entries:
-        present = sorted({e["dataset"] for e in index if e["split"] == split})
+        present = cache.datasets(split)
         raise ValueError(f"{cache_dir}: no {split!r} images from {source!r} (datasets in that split: {present})")
-    hr = np.load(Path(cache_dir) / "hr.npy", mmap_mode="r")
+    hr = cache.hr()
     return [(entry["source"], np.asarray(hr[entry["row"]])) for entry in entries]
 
 
@@ -58,61 +68,30 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(Image.fromarray(lr).resize((width * scale, height * scale), Image.BICUBIC))
 
 
-def to_uint8(sr: np.ndarray) -> np.ndarray:
-    """N×3×H×W float in [0, 1] → N×H×W×3 uint8, rounded (the protocol scores rounded images)."""
-    return (
-        np.clip(np.round(np.asarray(sr, dtype=np.float64) * 255.0), 0, 255)
-        .astype(np.uint8)
-        .transpose(0, 2, 3, 1)
-    )
-
-
-def to_model_input(lr: np.ndarray) -> np.ndarray:
-    """N×h×w×3 uint8 → N×3×h×w float32 in [0, 1] (the release contract's ``lr``)."""
-    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-
-
 class OnnxUpscaler:
-    """An exported model through ONNX Runtime (CPU), input ``lr`` / output ``sr``."""
+    """An exported model through ONNX Runtime (CPU), run exactly as the service runs it."""
 
-    def __init__(self, path: str | Path, input_name: str = "lr", output_name: str = "sr") -> None:
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        if input_name not in inputs or output_name not in outputs:
-            raise ValueError(
-                f"{path}: expected input {input_name!r} / output {output_name!r}, has {inputs} / {outputs}"
-            )
-        self.input_name, self.output_name = input_name, output_name
+    def __init__(self, path: str | Path, scale: int, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> None:
+        self.model = ReleaseModel(path, scale, input_name=input_name, output_name=output_name)
+        self.scale = scale
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        (sr,) = self.session.run([self.output_name], {self.input_name: to_model_input(lr)})
-        return to_uint8(sr)
+        return self.model.upscale_uint8(lr)
 
 
 class CheckpointUpscaler:
-    """A training checkpoint (``{"model": state_dict, "model_config": dict, ...}``) in PyTorch."""
+    """A training checkpoint in PyTorch, fed and read back like the released model."""
 
     def __init__(self, path: str | Path, config: str | None = None, device: str = "cpu") -> None:
         import torch
 
-        from model.config import ModelConfig, load_model_config
-        from model.network import PortraitSR
+        from model.config import load_model_config
+        from training.checkpoint import load_checkpoint, network_from_checkpoint
 
-        checkpoint = _load_checkpoint(Path(path))
-        state = checkpoint.get("model", checkpoint)  # or a bare state dict
-        if config is not None:
-            self.config = load_model_config(config)
-        elif "model_config" in checkpoint:
-            self.config = ModelConfig.from_dict(checkpoint["model_config"])
-        else:
-            raise ValueError(f"{path} carries no model_config: pass --config")
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-        self.net = PortraitSR(self.config)
-        self.net.load_state_dict(state)
-        self.net.to(device).eval()
+        override = load_model_config(config) if config is not None else None
+        self.net = network_from_checkpoint(load_checkpoint(path), override, source=str(path)).to(device)
+        self.config = self.net.config
+        self.input_multiple = default_input_multiple(self.scale)
         self.device = device
         self._torch = torch
 
@@ -122,24 +101,11 @@ class CheckpointUpscaler:
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         torch = self._torch
+        height, width = lr.shape[1:3]
+        padded = pad_to_multiple(to_model_input(lr), self.input_multiple)
         with torch.inference_mode():
-            sr = self.net(torch.from_numpy(to_model_input(lr)).to(self.device)).sr
-        return to_uint8(sr.float().cpu().numpy())
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    import pickle
-
-    import torch
-
-    try:  # slim (fine-tuning) checkpoints hold only tensors and plain values
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # full training checkpoints also hold random states (NumPy arrays): a full unpickle,
-        # acceptable for a checkpoint you trained yourself.
-        from training.checkpoint import load_checkpoint
-
-        return load_checkpoint(path)
+            sr = self.net(torch.from_numpy(padded).to(self.device)).sr
+        return to_uint8(sr.float().cpu().numpy()[:, :, : height * self.scale, : width * self.scale])
 
 
 def _scores(sr: np.ndarray, hr: np.ndarray, distance: float | None) -> dict[str, float | None]:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.config import ModelConfig
-from model.export import INPUT_NAME, OUTPUT_NAME, SRPath, export_onnx
+from model.export import SRPath, export_onnx
 from model.network import PortraitSR
-from training.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session, sha256_of
+from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
 
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
 PARITY_TOLERANCE = 1e-4
@@ -34,14 +34,6 @@ class ParityResult:
 
     def passed(self, tolerance: float = PARITY_TOLERANCE) -> bool:
         return self.max_abs_diff <= tolerance
-
-
-def load_network(checkpoint: dict[str, Any]) -> PortraitSR:
-    config = ModelConfig.from_dict(checkpoint["model_config"])
-    net = PortraitSR(config)
-    state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
-    net.load_state_dict(state)
-    return net.eval()
 
 
 def parity_sizes(scale: int) -> tuple[tuple[int, int], ...]:
@@ -58,9 +50,7 @@ def check_parity(
     seed: int = 0,
 ) -> ParityResult:
     """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     reference = SRPath(net).eval()
     generator = torch.Generator().manual_seed(seed)
     cases = []
@@ -75,16 +65,6 @@ def check_parity(
             diff = float(np.abs(actual - expected).max())
             cases.append({"input_shape": [batch, 3, height, width], "max_abs_diff": diff})
     return ParityResult(max(case["max_abs_diff"] for case in cases), cases)
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_entry(
@@ -103,7 +83,7 @@ def manifest_entry(
         "name": name,
         "scale": int(config["scale"]),
         "onnx": onnx_path.relative_to(release_dir).as_posix(),
-        "sha256": sha256_file(onnx_path),
+        "sha256": sha256_of(onnx_path),
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
         "input_range": [0.0, 1.0],
@@ -116,6 +96,7 @@ def manifest_entry(
             "batch_size": train_config.get("schedule", {}).get("batch_size"),
             "train_seconds": round(float(checkpoint.get("train_seconds", 0.0)), 1),
             "hardware": checkpoint.get("hardware"),
+            "precision": checkpoint.get("precision", "fp32"),
             "loss_weights": train_config.get("loss"),
             "optimizer": train_config.get("optim"),
             "data": checkpoint.get("data_summary"),
@@ -184,7 +165,7 @@ def export_release(
     """
     release_dir = Path(release_dir)
     checkpoint = load_checkpoint(checkpoint_path)
-    net = load_network(checkpoint)
+    net = network_from_checkpoint(checkpoint, source=str(checkpoint_path))
     onnx_path = release_dir / f"{name}.onnx"
     if not (reuse_onnx and onnx_path.is_file()):
         export_onnx(net, onnx_path)

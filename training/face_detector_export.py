@@ -175,9 +175,9 @@ def export_net(name: str, net: nn.Module, path: Path) -> None:
 
 def max_parity_error(name: str, net: nn.Module, onnx_path: Path) -> float:
     """The largest absolute difference between PyTorch and ONNX Runtime outputs on the fixed inputs."""
-    import onnxruntime as ort
+    from portraitsr.release import open_session
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     worst = 0.0
     for batch in fixed_inputs(name):
         with torch.no_grad():

@@ -11,18 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.evaluation import bicubic_upscale, to_uint8
+from portraitsr.release import to_model_input, to_uint8
+from training.data.cache import TrainingCache
+from training.evaluation import bicubic_upscale
 from training.metrics import psnr_y
 
 
 def load_val_images(cache_dir: str | Path, scale: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(HR N×128×128×3 uint8, LR N×h×w×3 uint8) of the first `limit` images of the `val` split."""
-    from training.data.dataset import FaceDataset
-
-    dataset = FaceDataset(cache_dir, split="val", scale=scale, augment=False)
-    rows = dataset.rows if limit <= 0 else dataset.rows[:limit]
-    arrays = dataset._open()
-    return np.asarray(arrays["hr"][rows]), np.asarray(arrays["lr"][rows])
+    arrays = TrainingCache(cache_dir).split_arrays("val", scale, limit)
+    return arrays["hr"], arrays["lr"]
 
 
 @torch.no_grad()
@@ -38,7 +36,7 @@ def validate(
     try:
         for start in range(0, len(hr_images), batch_size):
             lr = lr_images[start : start + batch_size]
-            batch = torch.from_numpy(np.ascontiguousarray(lr.transpose(0, 3, 1, 2))).float().div(255.0)
+            batch = torch.from_numpy(to_model_input(lr))
             sr = to_uint8(net(batch.to(device)).sr.float().cpu().numpy())
             for index, hr in enumerate(hr_images[start : start + batch_size]):
                 model_scores.append(psnr_y(sr[index], hr))

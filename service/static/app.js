@@ -189,6 +189,21 @@
     }
   }
 
+  // API keys: when the service answers 401, ask for a key once and keep it for this tab only.
+  const API_KEY_ITEM = "portraitsr-api-key";
+
+  function authorizationHeaders() {
+    const key = sessionStorage.getItem(API_KEY_ITEM);
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  function askForApiKey() {
+    const key = window.prompt("This service needs an API key. Key:");
+    if (!key || !key.trim()) return false;
+    sessionStorage.setItem(API_KEY_ITEM, key.trim());
+    return true;
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!chosenFile) return;
@@ -215,10 +230,16 @@
         response = await fetch(`${endpoint}?scale=${scale}&format=${format}`, {
           method: "POST",
           body,
+          headers: authorizationHeaders(),
           signal: controller.signal,
         });
       } catch (error) {
         throw error.name === "AbortError" ? error : new Unreachable(`Could not reach the service: ${error.message}`);
+      }
+      if (response.status === 401 && askForApiKey()) {
+        inFlight = null;
+        queueMicrotask(() => form.requestSubmit());  // again, with the key
+        return;
       }
       if (!response.ok) {
         showStatus("");

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from training.data.cache import is_cache
     from training.evaluation import (
         CheckpointUpscaler,
         OnnxUpscaler,
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale
     if args.model is not None:
         if args.model.suffix.lower() == ".onnx":
-            upscaler = OnnxUpscaler(args.model)
+            scale = scale or 8
+            upscaler = OnnxUpscaler(args.model, scale)
         else:
             upscaler = CheckpointUpscaler(args.model, args.config, args.device)
             if scale is not None and scale != upscaler.scale:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     scale = scale or 8
     lpips_net = None if args.no_lpips else load_lpips(args.weights_dir, args.device)
     with torch.inference_mode():
-        if (args.data / "index.json").exists():
+        if is_cache(args.data):
             images = load_hr_cache(args.data, args.split, args.source)
             where = f"{args.data} (split {args.split}, {args.source or 'all sources'})"
             result = evaluate_images(images, where, scale, upscaler, lpips_net, args.batch_size)

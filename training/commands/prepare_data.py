@@ -33,14 +33,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class UsageError(Exception):
+    """A bad command line or a missing source: exit status 2 with the message."""
+
+
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     import time
 
     from training.data.framing import load_framing_config
     from training.data.prepare import prepare_cache
+    from training.data.sources import discover_records
+
+    try:
+        config, source_root = _configure(args)
+        framing = load_framing_config(config.framing_config)
+        for spec in config.datasets:
+            if spec.framing not in framing.presets:
+                raise UsageError(f"unknown framing preset {spec.framing!r} (known: {', '.join(framing.presets)})")
+        records, notes = discover_records(source_root, config.datasets)
+        records = _first_of_each_dataset(records, args.limit)
+        for note in notes:
+            print(f"prepare-data: {note}", file=sys.stderr)
+        if not records:
+            raise UsageError(f"no images found under {source_root}")
+    except UsageError as error:
+        print(f"prepare-data: {error}", file=sys.stderr)
+        return 2
+    print(f"prepare-data: {len(records)} images from {source_root} -> {args.out}")
+
+    start = time.monotonic()
+    result = prepare_cache(
+        records, args.out, config, framing, source_root.resolve(),
+        parser_weights=args.parser_weights, notes=notes, show_progress=not args.no_progress,
+    )
+    print(f"prepare-data: wrote {result.count} faces to {result.out_dir} in {time.monotonic() - start:.0f} s")
+    _print_summary(result, framing)
+    return 0
+
+
+def _configure(args: argparse.Namespace):
+    """The prepare-data config with the command line applied, and the root its datasets are under."""
+    import dataclasses
+
     from training.data.prepare_config import load_prepare_config
-    from training.data.sources import DatasetSpec, discover_records
+    from training.data.sources import DatasetSpec
 
     config = load_prepare_config(args.config)
     if args.images is not None:
@@ -54,41 +90,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         source_root = args.source
         if not source_root.is_dir():
-            print(f"prepare-data: source folder {source_root} not found", file=sys.stderr)
-            return 2
+            raise UsageError(f"source folder {source_root} not found")
     if args.parser_steps is not None:
         config.parser = dataclasses.replace(config.parser, max_steps=args.parser_steps)
     if args.parser_seconds is not None:
         config.parser = dataclasses.replace(config.parser, max_seconds=args.parser_seconds)
-    framing = load_framing_config(config.framing_config)
-    for spec in config.datasets:
-        if spec.framing not in framing.presets:
-            print(f"prepare-data: unknown framing preset {spec.framing!r} (known: {', '.join(framing.presets)})", file=sys.stderr)
-            return 2
+    return config, source_root
 
-    records, notes = discover_records(source_root, config.datasets)
-    if args.limit is not None:
-        taken: dict[str, int] = {}
-        limited = []
-        for record in records:  # the first N (by file name) of each dataset
-            taken[record.dataset] = taken.get(record.dataset, 0) + 1
-            if taken[record.dataset] <= args.limit:
-                limited.append(record)
-        records = limited
-    for note in notes:
-        print(f"prepare-data: {note}", file=sys.stderr)
-    if not records:
-        print(f"prepare-data: no images found under {source_root}", file=sys.stderr)
-        return 2
-    print(f"prepare-data: {len(records)} images from {source_root} -> {args.out}")
 
-    start = time.monotonic()
-    result = prepare_cache(
-        records, args.out, config, framing, source_root.resolve(),
-        parser_weights=args.parser_weights, notes=notes, show_progress=not args.no_progress,
-    )
+def _first_of_each_dataset(records: list, limit: int | None) -> list:
+    """The first ``limit`` records (by file name) of each dataset; all of them without a limit."""
+    if limit is None:
+        return records
+    taken: dict[str, int] = {}
+    limited = []
+    for record in records:
+        taken[record.dataset] = taken.get(record.dataset, 0) + 1
+        if taken[record.dataset] <= limit:
+            limited.append(record)
+    return limited
+
+
+def _print_summary(result, framing) -> None:
     summary = result.summary
-    print(f"prepare-data: wrote {result.count} faces to {result.out_dir} in {time.monotonic() - start:.0f} s")
     for entry in summary["datasets"]:
         print(f"  {entry['dataset']:<22} {entry['split']:<5} parsing={entry['parsing']:<9} {entry['count']}")
     heldout = summary["parser"].get("heldout")
@@ -103,4 +127,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"prepare-data: {len(result.bad_files)} unreadable files skipped (listed in summary.json):", file=sys.stderr)
         for bad in result.bad_files:
             print(f"  {bad.path}: {bad.reason}", file=sys.stderr)
-    return 0

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from training.data.cache import TrainingCache
 from training.data.parsing import NUM_COMPACT_CLASSES, one_hot
 
 
@@ -30,29 +30,19 @@ class FaceDataset(Dataset):
         parsing_channels: int = NUM_COMPACT_CLASSES,
         oversample: dict[str, int] | None = None,
     ) -> None:
-        self.cache_dir = Path(cache_dir)
+        self.cache = TrainingCache(cache_dir)
         self.scale = scale
         self.augment = augment
         self.parsing_channels = parsing_channels
-        lr_path = self.cache_dir / f"lr_x{scale}.npy"
-        if not lr_path.exists():
-            raise FileNotFoundError(f"{lr_path}: no LR images for ×{scale} in this cache (run prepare-data)")
-        index = json.loads((self.cache_dir / "index.json").read_text())
-        if split not in ("train", "val", "all"):
-            raise ValueError(f"split must be train, val or all, not {split!r}")
-        self.entries = [entry for entry in index if split == "all" or entry["split"] == split]
-        self.entries = _oversampled(self.entries, oversample or {})
+        self.cache.lr_path(scale)  # fail here, not in a DataLoader worker
+        self.entries = _oversampled(self.cache.entries(split), oversample or {})
         self.rows = np.array([entry["row"] for entry in self.entries], dtype=np.int64)
         # Opened lazily so a Dataset pickled into DataLoader workers maps the files itself.
         self._arrays: dict[str, np.ndarray] | None = None
 
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            self._arrays = {
-                "hr": np.load(self.cache_dir / "hr.npy", mmap_mode="r"),
-                "lr": np.load(self.cache_dir / f"lr_x{self.scale}.npy", mmap_mode="r"),
-                "parsing": np.load(self.cache_dir / "parsing.npy", mmap_mode="r"),
-            }
+            self._arrays = self.cache.arrays(self.scale)
         return self._arrays
 
     def __getstate__(self) -> dict:

@@ -1,8 +1,8 @@
-"""Bring aligned faces to the Helen-50 benchmark framing with one similarity transform per dataset.
+"""Bring faces to the Helen-50 benchmark framing with a scale + translation.
 
-Both training sets are already aligned (eyes level, face centred), so a fixed scale +
-translation fitted to each set's mean landmarks moves its faces to the benchmark's size and
-position. The numbers and their provenance live in ``training/configs/framing.yaml``.
+Aligned sets (eyes level, face centred) get one transform per dataset, fitted to the set's mean
+landmarks; images with five landmarks of their own get one each, fitted to their points. The
+numbers and their provenance live in ``training/configs/framing.yaml``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,14 @@ class FramingConfig:
         scale, offset = fit_scale_translation(chosen.landmarks.points(), self.target.points())
         return FaceFramer(size=self.size, scale=scale, offset=offset, pad_mode=chosen.pad_mode)
 
+    def landmark_framer(self, five_points: np.ndarray, source_width: int, pad_mode: PadMode) -> FaceFramer:
+        """The framer of one image from its own five points (source pixels): the same least-squares
+        scale + translation as the presets, fitted to its eyes and mouth centre instead of a set's means."""
+        points = np.asarray(five_points, dtype=np.float64) * (128.0 / source_width)
+        eyes_and_mouth = np.stack([points[0], points[1], (points[3] + points[4]) / 2])
+        scale, offset = fit_scale_translation(eyes_and_mouth, self.target.points())
+        return FaceFramer(size=self.size, scale=scale, offset=offset, pad_mode=pad_mode)
+
 
 def _landmarks(raw: dict) -> FaceLandmarks:
     return FaceLandmarks(
@@ -85,7 +93,7 @@ def load_framing_config(path: str | Path | None = None) -> FramingConfig:
 
 
 def fit_scale_translation(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """Least-squares ``target ≈ scale · source + offset`` (no rotation: both sets are aligned)."""
+    """Least-squares ``target ≈ scale · source + offset`` (no rotation: head tilt stays, as in the benchmark)."""
     source_centred = source - source.mean(axis=0)
     target_centred = target - target.mean(axis=0)
     scale = float((source_centred * target_centred).sum() / (source_centred**2).sum())

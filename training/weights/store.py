@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import torch
+
+from portraitsr.release import sha256_of
 
 WEIGHTS_DIR_ENV = "PORTRAITSR_WEIGHTS_DIR"
 MANIFEST = "manifest.json"
@@ -33,14 +34,6 @@ def weights_dir(override: str | Path | None = None) -> Path:
     return Path.home() / ".cache" / "portraitsr" / "weights"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {"files": {}}
@@ -55,7 +48,7 @@ def save_state_dicts(directory: Path, states: dict[str, dict[str, torch.Tensor]]
         temporary = path.with_suffix(".tmp")
         torch.save(state, temporary)
         temporary.replace(path)  # never leave a half-written file under the real name
-        manifest["files"][name] = {"file": path.name, "sha256": sha256_file(path), **source}
+        manifest["files"][name] = {"file": path.name, "sha256": sha256_of(path), **source}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -74,7 +67,7 @@ def load_state_dict(name: str, directory: str | Path | None = None) -> dict[str,
             f"(or point ${WEIGHTS_DIR_ENV} at a folder where it was run)."
         )
     expected = read_manifest(folder)["files"].get(name, {}).get("sha256")
-    actual = sha256_file(path)
+    actual = sha256_of(path)
     if expected != actual:
         raise MissingWeightsError(
             f"{path} does not match the sha256 in {folder / MANIFEST} (expected {expected}, got {actual}); "
