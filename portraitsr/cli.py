@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "worker": "service.commands.worker",
     "serve": "service.commands.serve",
     "upscale": "service.commands.upscale",
+    "restore": "service.commands.restore",
     "hash-key": "service.commands.hash_key",
 }
 

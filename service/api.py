@@ -13,8 +13,9 @@ from service.auth import ApiKeys
 from service.broker import JobBroker
 from service.browser_security import SecurityHeadersMiddleware
 from service.errors import install_error_handlers
+from service.face_detector import DetectorSettings, LazyDetector
 from service.metrics import ApiMetrics
-from service.routers import health, page, upscale
+from service.routers import health, page, restore, upscale
 from service.routers.page import STATIC_DIR
 from service.settings import ServiceSettings
 
@@ -36,15 +37,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         redoc_url=None,
         title="PortraitSR",
         version="0.1.0",
-        description="Face super-resolution (×4, ×8) behind a Redis-queued, batched ONNX Runtime worker pool.",
+        description="Face super-resolution (×4, ×8) behind a Redis-queued, batched ONNX Runtime worker pool; "
+        "whole photos: the faces found, restored and pasted back (`/restore`).",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI shows a badge from validator.swagger.io
     )
     app.state.settings, app.state.metrics = settings, metrics
     app.state.broker = JobBroker(settings, metrics)
+    app.state.detector = LazyDetector(DetectorSettings(min_face_px=settings.detector_min_face_px))  # sessions on first use
     app.state.api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file else None
     install_error_handlers(app, count_bad_input=metrics.requests.labels("bad_input").inc)
-    for router in (upscale.router, health.router, page.router):
+    for router in (upscale.router, restore.router, health.router, page.router):
         app.include_router(router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

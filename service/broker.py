@@ -196,31 +196,50 @@ class JobBroker:
         return ApiError(429, "queue_full", f"{reason}; retry in {retry} s", "rejected_429", {"Retry-After": str(retry)})
 
     async def submit(self, image: DecodedImage, scale: int, deadline: float) -> Reply:
+        (reply,) = await self.submit_many([image], scale, deadline)
+        return reply
+
+    async def submit_many(self, images: list[DecodedImage], scale: int, deadline: float) -> list[Reply]:
+        """One job per image, enqueued together under one admission, all or none (the faces of a photo:
+        an idle worker reads them as one batch); the replies in order."""
+        if not images:
+            return []
         settings = self.settings
+        if len(self.waiting) + len(images) > settings.queue_max_length:  # no room already: no need to ask Redis
+            raise self._busy(self._queued(len(self.waiting), len(images)), self.queue_depth)
+        loop = asyncio.get_running_loop()
+        group = [Waiting(self._job(image, scale, deadline), loop.create_future()) for image in images]
+        self.waiting.update({waiting.job.job_id: waiting for waiting in group})
+        try:
+            for waiting, entry_id in zip(group, await self._admit([w.job for w in group]), strict=True):
+                waiting.entry_id = entry_id
+            replies = asyncio.gather(*(waiting.future for waiting in group))
+            return list(await asyncio.wait_for(replies, timeout=max(0.0, deadline - time.time())))
+        except TimeoutError as error:
+            admitted = [(w.job.job_id, w.entry_id) for w in group if w.entry_id is not None]
+            with contextlib.suppress(RedisError):
+                await self.queue.withdraw(admitted)
+            if not self.state.redis_ok:
+                raise ApiError(503, "queue_unavailable", "the job queue (Redis) is unreachable", "error") from error
+            what = "the job was not" if len(group) == 1 else f"the {len(group)} jobs were not all"
+            raise ApiError(504, "deadline_exceeded", f"{what} finished before the deadline", "timeout_504") from error
+        finally:
+            for waiting in group:
+                self.waiting.pop(waiting.job.job_id, None)
+
+    def _job(self, image: DecodedImage, scale: int, deadline: float) -> Job:
         height, width = image.rgb.shape[:2]
-        if len(self.waiting) >= settings.queue_max_length:  # all queued already: no need to ask Redis
-            raise self._busy(f"{len(self.waiting)} jobs are queued (limit {settings.queue_max_length})", self.queue_depth)
-        job = Job(
+        return Job(
             job_id=uuid.uuid4().hex, reply_to=self.reply_stream, scale=scale, height=height, width=width,
             deadline=deadline, enqueued_at=time.time(),
             pixels=np.ascontiguousarray(image.rgb, dtype=np.float32).tobytes(), cost_s=self.cost_s(scale, height, width),
         )
-        waiting = Waiting(job, asyncio.get_running_loop().create_future())
-        self.waiting[job.job_id] = waiting
-        try:
-            waiting.entry_id = await self._admit(job)
-            return await asyncio.wait_for(waiting.future, timeout=max(0.0, deadline - time.time()))
-        except TimeoutError as error:
-            if waiting.entry_id is not None:
-                with contextlib.suppress(RedisError):
-                    await self.queue.withdraw(job.job_id, waiting.entry_id)
-            if not self.state.redis_ok:
-                raise ApiError(503, "queue_unavailable", "the job queue (Redis) is unreachable", "error") from error
-            raise ApiError(504, "deadline_exceeded", "the job was not finished before its deadline", "timeout_504") from error
-        finally:
-            self.waiting.pop(job.job_id, None)
 
-    async def _admit(self, job: Job) -> bytes:
+    def _queued(self, depth: int, count: int) -> str:
+        needs = f"; this request needs {count}" if count > 1 else ""
+        return f"{depth} jobs are queued{needs} (limit {self.settings.queue_max_length})"
+
+    async def _admit(self, jobs: list[Job]) -> tuple[bytes, ...]:
         settings = self.settings
         try:
             async with asyncio.timeout(5):  # waiting for one of the job connections
@@ -228,19 +247,19 @@ class JobBroker:
         except TimeoutError as error:
             raise self._busy("every connection to the queue is busy", self.queue_depth) from error
         try:
-            admission = await self.queue.enqueue(job, settings.queue_max_length, self.budget_s())
+            admission = await self.queue.enqueue_many(jobs, settings.queue_max_length, self.budget_s())
         except RedisError as error:
             raise ApiError(503, "queue_unavailable", f"the job queue is unreachable: {error}", "error") from error
         finally:
             self.slots.release()
         if admission.refused_by == "length":
-            raise self._busy(f"{admission.depth} jobs are queued (limit {settings.queue_max_length})", admission.depth)
+            raise self._busy(self._queued(admission.depth, len(jobs)), admission.depth)
         if admission.refused_by == "cost":
             raise self._busy(
                 f"the queued jobs already need the workers' time up to the deadline ({settings.job_deadline_s:.0f} s)",
                 admission.depth,
             )
-        return admission.entry_id
+        return admission.entry_ids
 
     # -- readiness -------------------------------------------------------------------------------
     def readiness(self, detailed: bool = True) -> dict:

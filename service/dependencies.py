@@ -1,4 +1,4 @@
-"""What routes get through ``Depends``: settings, the job broker, metrics, the API-key check.
+"""What routes get through ``Depends``: settings, the job broker, metrics, the face detector, the API-key check.
 
 Everything comes from ``app.state`` (set by :func:`service.api.create_app`), so tests can replace
 any of it with ``app.dependency_overrides`` and check the HTTP mapping without Redis.
@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from service.auth import ApiKeys
 from service.broker import JobBroker
 from service.errors import ApiError
+from service.face_detector import LazyDetector
 from service.metrics import ApiMetrics
 from service.settings import ServiceSettings
 
@@ -27,6 +28,10 @@ def get_broker(request: Request) -> JobBroker:
 
 def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
+
+
+def get_detector(request: Request) -> LazyDetector:
+    return request.app.state.detector
 
 
 def get_api_keys(request: Request) -> ApiKeys | None:
@@ -52,4 +57,5 @@ def require_api_key(
 Settings = Annotated[ServiceSettings, Depends(get_settings)]
 Broker = Annotated[JobBroker, Depends(get_broker)]
 Metrics = Annotated[ApiMetrics, Depends(get_metrics)]
+Detector = Annotated[LazyDetector, Depends(get_detector)]
 Authenticated = Annotated[bool, Depends(is_authenticated)]

@@ -45,6 +45,7 @@ class ImageLimits:
     max_pixels: int = 512 * 512
     max_side: int = 512
     min_side: int = 1
+    too_large_hint: str = ": /upscale takes face crops; send whole photos to /restore"
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             413,
             "too_many_pixels",
             f"the image is {width}×{height}; the limit here is {limits.max_side} pixels per side "
-            f"({limits.max_pixels} pixels): the model upscales small faces, not photos",
+            f"({limits.max_pixels} pixels){limits.too_large_hint}",
         )
     if min(width, height) < limits.min_side:
         raise ImageInputError(400, "too_small", f"the image is {width}×{height}; the minimum side is {limits.min_side}")

@@ -1,4 +1,4 @@
-"""The OpenAPI description of ``POST /upscale``: bodies, headers and every error answer."""
+"""The OpenAPI descriptions of ``POST /upscale`` and ``POST /restore``: bodies, headers and every error answer."""
 
 from __future__ import annotations
 
@@ -51,6 +51,43 @@ UPSCALE_OPENAPI = {
         **{
             str(status): {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
             for status, text in ERROR_RESPONSES.items()
+        },
+    },
+}
+
+RESTORE_ERRORS = {
+    **ERROR_RESPONSES,
+    400: "empty body, corrupt or truncated image, bad `scale`, `format` or `report`, image smaller than the minimum",
+    413: "body over `max_upload_bytes`, or photo over `restore_max_input_side` / `restore_max_input_pixels` / "
+         "`restore_max_output_side` (read from the header)",
+    429: "the queue has no room for all of the photo's faces (by jobs or by their model time); `Retry-After` says when",
+    504: "a face's job was not finished before the deadline",
+}
+RESTORE_OPENAPI = {
+    "requestBody": UPSCALE_OPENAPI["requestBody"],
+    "responses": {
+        "200": {
+            "description": "the restored photo, `scale`× the input's width and height, or the faces found (`report=json`)",
+            "content": {
+                **UPSCALE_OPENAPI["responses"]["200"]["content"],
+                "application/json": {"schema": {"type": "object", "description": "`report=json`: the faces found"}},
+            },
+            "headers": {
+                "X-Request-ID": UPSCALE_OPENAPI["responses"]["200"]["headers"]["X-Request-ID"],
+                "X-Faces": {"schema": {"type": "integer"}, "description": "faces restored"},
+                "X-Faces-Detected": {"schema": {"type": "integer"}, "description": "faces found"},
+                "X-Face-Boxes": {
+                    "schema": {"type": "string"},
+                    "description": 'JSON [{"box": [x1, y1, x2, y2], "score": s, "status": ...}] in input pixels',
+                },
+                "X-Batch-Sizes": {"schema": {"type": "string"}, "description": "the batch size of each restored face's job"},
+                "Server-Timing": {"schema": {"type": "string"}, "description": "detect, queue, inference and total time (ms)"},
+                "X-Execution-Provider": UPSCALE_OPENAPI["responses"]["200"]["headers"]["X-Execution-Provider"],
+            },
+        },
+        **{
+            str(status): {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+            for status, text in RESTORE_ERRORS.items()
         },
     },
 }

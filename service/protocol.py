@@ -13,7 +13,7 @@ Keys (``settings.key_prefix`` = ``portraitsr``):
 - ``{prefix}:stats:completed``: images completed by all workers (throughput, for Retry-After).
 - ``settings.dead_letter_stream``: jobs delivered ``max_deliveries`` times without success.
 
-:class:`ApiQueue` is the API's end (enqueue with admission, withdraw, replies), :class:`WorkerQueue`
+:class:`ApiQueue` is the API's end (enqueue with admission, one job or a group, withdraw, replies), :class:`WorkerQueue`
 the workers' end (read, claim, finish, dead-letter, heartbeat).
 """
 
@@ -32,34 +32,47 @@ from service.settings import ServiceSettings
 
 REPLY_STREAM_MAXLEN = 10_000
 
-# Admission in one atomic round trip: refuse when the stream holds queue_max_length jobs, or when
-# the model seconds already admitted plus this job's would exceed the budget (a job alone in an
-# empty queue is always admitted, else an input over the budget could never run). Entries of the
-# admitted hash past their deadline are dropped here, so a job lost anywhere cannot leak budget.
-# ARGV: max_length, budget_s, now, job_id, cost_s, deadline, force (1: a re-submission), fields...
+# Admission in one atomic round trip, for one job or a group (the faces of one photo: all or none,
+# so that an idle worker reads them together as one batch). Refuse when the stream cannot take the
+# whole group within queue_max_length jobs, or when the model seconds already admitted plus the
+# group's summed cost would exceed the budget (a group in an empty queue is always admitted, else an
+# input over the budget could never run). Entries of the admitted hash past their deadline are
+# dropped here, so a job lost anywhere cannot leak budget.
+# ARGV: max_length, budget_s, now, force (1: a re-submission), count, fields per job,
+#       then count × (job_id, cost_s, deadline), then count × the job's fields.
 ENQUEUE_IF_ROOM = """
 local depth = redis.call('XLEN', KEYS[1])
-local force = ARGV[7] == '1'
-if not force and depth >= tonumber(ARGV[1]) then return {0, depth, 'length'} end
+local force = ARGV[4] == '1'
+local count, per_job = tonumber(ARGV[5]), tonumber(ARGV[6])
+if not force and depth + count > tonumber(ARGV[1]) then return {0, depth, 'length'} end
 local now = tonumber(ARGV[3])
+local mine, cost = {}, 0
+for j = 0, count - 1 do
+  mine[ARGV[7 + 3 * j]] = true
+  cost = cost + tonumber(ARGV[8 + 3 * j])
+end
 local admitted = 0
 local entries = redis.call('HGETALL', KEYS[2])
 for i = 1, #entries, 2 do
-  local cost, deadline = string.match(entries[i + 1], '^(%S+) (%S+)$')
-  if cost == nil or tonumber(deadline) <= now then
+  local job_cost, deadline = string.match(entries[i + 1], '^(%S+) (%S+)$')
+  if job_cost == nil or tonumber(deadline) <= now then
     redis.call('HDEL', KEYS[2], entries[i])
-  elseif entries[i] ~= ARGV[4] then
-    admitted = admitted + tonumber(cost)
+  elseif not mine[entries[i]] then
+    admitted = admitted + tonumber(job_cost)
   end
 end
-local cost = tonumber(ARGV[5])
 if not force and admitted > 0 and admitted + cost > tonumber(ARGV[2]) then
   return {0, depth, 'cost'}
 end
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ' ' .. ARGV[6])
-return {redis.call('XADD', KEYS[1], '*', unpack(ARGV, 8)), depth, 'ok'}
+local ids = {}
+local fields = 7 + 3 * count
+for j = 0, count - 1 do
+  redis.call('HSET', KEYS[2], ARGV[7 + 3 * j], ARGV[8 + 3 * j] .. ' ' .. ARGV[9 + 3 * j])
+  local first = fields + j * per_job
+  ids[j + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, first, first + per_job - 1))
+end
+return {ids, depth, 'ok'}
 """
-
 
 def redis_client(settings: ServiceSettings, socket_timeout_s: float, max_connections: int = 4, pool_wait_s: float | None = 10):
     """An asyncio Redis client on a bounded pool that *waits* for a free connection (up to
@@ -302,9 +315,14 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class Admission:
-    entry_id: bytes | None  # None: refused
-    depth: int  # jobs in the stream before this one
+    entry_ids: tuple[bytes, ...]  # the jobs' stream entries, in order; empty: refused
+    depth: int  # jobs in the stream before these
     refused_by: str | None  # "length" or "cost" when refused
+
+    @property
+    def entry_id(self) -> bytes | None:
+        """The entry of a single job (None: refused)."""
+        return self.entry_ids[0] if self.entry_ids else None
 
 
 # -- the API's end -----------------------------------------------------------------------------
@@ -320,17 +338,29 @@ class ApiQueue:
         self.enqueue_script = redis.register_script(ENQUEUE_IF_ROOM)
 
     async def enqueue(self, job: Job, max_length: int, budget_s: float, force: bool = False) -> Admission:
-        flat = [item for pair in job.to_fields().items() for item in pair]
-        args = [max_length, repr(budget_s), repr(time.time()), job.job_id, repr(job.cost_s), repr(job.deadline), int(force), *flat]
-        entry_id, depth, outcome = await self.enqueue_script(keys=[self.keys.stream, self.keys.admitted], args=args)
-        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
-        return Admission(entry_id or None, int(depth), None if outcome == "ok" else outcome)
+        return await self.enqueue_many([job], max_length, budget_s, force)
 
-    async def withdraw(self, job_id: str, entry_id: bytes) -> None:
-        """Delete a job nobody waits for any more: unread, it never runs; read, the worker drops it."""
+    async def enqueue_many(self, jobs: list[Job], max_length: int, budget_s: float, force: bool = False) -> Admission:
+        """Enqueue ``jobs`` atomically, all or none, under one admission (their costs summed)."""
+        fields = [[item for pair in job.to_fields().items() for item in pair] for job in jobs]
+        per_job = len(fields[0])
+        if any(len(flat) != per_job for flat in fields):
+            raise ValueError("every job of a group must have the same fields")
+        admission = [value for job in jobs for value in (job.job_id, repr(job.cost_s), repr(job.deadline))]
+        args = [max_length, repr(budget_s), repr(time.time()), int(force), len(jobs), per_job, *admission,
+                *(item for flat in fields for item in flat)]
+        entry_ids, depth, outcome = await self.enqueue_script(keys=[self.keys.stream, self.keys.admitted], args=args)
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        return Admission(tuple(entry_ids or ()), int(depth), None if outcome == "ok" else outcome)
+
+    async def withdraw(self, admitted: list[tuple[str, bytes]]) -> None:
+        """Delete jobs (job id, stream entry) nobody waits for any more: unread, they never run; read,
+        the worker drops them."""
+        if not admitted:
+            return
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xdel(self.keys.stream, entry_id)
-        pipe.hdel(self.keys.admitted, job_id)
+        pipe.xdel(self.keys.stream, *(entry_id for _, entry_id in admitted))
+        pipe.hdel(self.keys.admitted, *(job_id for job_id, _ in admitted))
         await pipe.execute()
 
     async def missing(self, entry_ids: list[bytes]) -> list[bool]:

@@ -75,6 +75,21 @@ class ServiceSettings(BaseSettings):
     )
     min_input_side: int = Field(1, ge=1, description="input width or height below this gets 400")
 
+    # Whole photos (POST /restore) -------------------------------------------------------------
+    restore_max_input_side: int = Field(1024, ge=1, description="/restore: photo width or height above this gets 413")
+    restore_max_input_pixels: int = Field(
+        1024 * 1024, ge=1, description="/restore: header-declared pixels above this get 413 before decoding"
+    )
+    restore_max_output_side: int = Field(4096, ge=1, description="/restore: scale × photo side above this gets 413")
+    restore_max_faces: int = Field(32, ge=0, description="/restore: faces restored per photo (best scores first)")
+    restore_min_inter_ocular: float = Field(
+        2.0, ge=0, description="/restore: faces with eyes closer than this (photo pixels) stay as the upscaled photo"
+    )
+    restore_min_score: float = Field(
+        0.9, ge=0, le=1, description="/restore: detections scoring lower stay as the upscaled photo"
+    )
+    detector_min_face_px: float = Field(10.0, gt=0, description="/restore: smallest face box the detector searches")
+
     # Security --------------------------------------------------------------------------------
     api_keys_file: Path | None = Field(
         None, description="file of SHA-256 hex digests of accepted API keys, one a line; set: image endpoints "

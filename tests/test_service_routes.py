@@ -36,6 +36,9 @@ class ScriptedBroker:
                          provider="CPUExecutionProvider", model="m", worker="w-secret-id")
         return Reply("job", ReplyStatus.OK, meta, rgb.tobytes())
 
+    async def submit_many(self, images, scale, deadline):
+        return [await self.submit(image, scale, deadline) for image in images]
+
     def readiness(self, detailed=True):
         return {"ready": True, "redis": True, "reason": None, "workers": [{"worker": "w-secret-id"}] if detailed else 1}
 
@@ -132,3 +135,34 @@ def test_hash_key_prints_the_digest_the_api_accepts(capsys, tmp_path):
     keys.write_text(digest + "\n")
     client = client_for(ScriptedBroker(), api_keys_file=keys)
     assert client.post("/upscale", content=FACE, headers={"Authorization": "Bearer right-key"}).status_code == 200
+
+
+def test_restore_is_gated_by_api_keys_and_answers_in_the_error_shape(tmp_path):
+    from test_service_restore import group_photo
+
+    keys = tmp_path / "keys"
+    keys.write_text(f"{hash_key('right-key')}\n")
+    broker = ScriptedBroker()
+    client = client_for(broker, api_keys_file=keys)
+    photo = png_bytes(group_photo())
+    refused = client.post("/restore", content=photo, headers={"X-Request-ID": "photo-1"})
+    assert refused.status_code == 401 and refused.json() == {
+        "error": "unauthorized", "detail": refused.json()["detail"], "request_id": "photo-1"}
+    assert refused.headers["x-request-id"] == "photo-1" and broker.jobs == 0
+    good = {"Authorization": "Bearer right-key", "X-Request-ID": "photo-2"}
+    bad_scale = client.post("/restore?scale=3", content=photo, headers=good)
+    assert bad_scale.status_code == 400 and bad_scale.json()["error"] == "bad_scale"
+    assert bad_scale.json()["request_id"] == "photo-2" and broker.jobs == 0
+    response = client.post("/restore?scale=4", content=photo, headers=good)
+    assert response.status_code == 200 and response.headers["x-request-id"] == "photo-2"
+    assert response.headers["x-faces"] == "3" and broker.jobs == 3  # one job per face, through submit_many
+    assert Image.open(io.BytesIO(response.content)).size == (1000, 400)
+
+
+def test_restore_maps_a_full_queue_to_429_with_retry_after():
+    from test_service_restore import group_photo
+
+    busy = ApiError(429, "queue_full", "no room for 3 faces", "rejected_429", {"Retry-After": "2"})
+    response = client_for(ScriptedBroker(busy)).post("/restore", content=png_bytes(group_photo()))
+    assert response.status_code == 429 and response.headers["retry-after"] == "2"
+    assert response.json()["error"] == "queue_full" and response.headers["x-request-id"]

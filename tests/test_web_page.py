@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
 SCREENSHOT = REPO / "docs" / "images" / "web-page.png"
 SCREENSHOT_INPUT = REPO / "docs" / "images" / "astronaut-face-16.png"  # made by scripts/make-readme-pictures.sh
 RESULT_TIMEOUT_MS = 60_000
+SCREENSHOT_PHOTO = REPO / "docs" / "images" / "web-page-photo.png"
+SCREENSHOT_PHOTO_INPUT = REPO / "docs" / "images" / "astronaut-photo-128.png"  # made by scripts/make-restore-picture.sh
 API_KEY = "a-key-for-the-web-test"
 
 
@@ -291,6 +293,40 @@ def test_dropping_a_file_on_the_page_selects_it(page):
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
     assert "dropped.png" in page.inner_text("#file-name")
     assert page.is_enabled("#upscale-button")
+
+
+def test_photo_mode_restores_a_group_photo_and_outlines_its_faces(page, service_url, tmp_path):
+    from test_service_restore import group_photo
+
+    photo = tmp_path / "group.png"
+    Image.fromarray(group_photo()).save(photo)
+    page.check('input[name="mode"][value="photo"]')
+    upload(page, photo, 4, "png")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Done')", timeout=RESULT_TIMEOUT_MS)
+    assert "Faces: 3 found, 3 restored" in page.text_content("#status")
+    sr_size = page.evaluate("(() => { const i = document.getElementById('sr-image'); return [i.naturalWidth, i.naturalHeight]; })()")
+    assert sr_size == [1000, 400]
+    assert page.is_visible("#boxes-canvas")
+    outlines = canvas_pixels(page, "#boxes-canvas")
+    assert outlines.shape == (400, 1000, 4)
+    green = (outlines[:, :, 3] > 0) & (outlines[:, :, 1] > 150) & (outlines[:, :, 0] < 100)
+    for _, x, _ in ((40, 12, 20), (56, 80, 14), (72, 160, 10)):  # the faces of group_photo(), left to right
+        assert green[:, 4 * x:4 * (x + 80)].any()
+    assert not green[:, 4 * 240:].any()
+    if os.environ.get("PORTRAITSR_UPDATE_SCREENSHOT") == "1" and SCREENSHOT_PHOTO_INPUT.is_file():
+        upload(page, SCREENSHOT_PHOTO_INPUT, 4, "png")
+        page.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('Done: astronaut')", timeout=RESULT_TIMEOUT_MS
+        )
+        page.locator("#compare-slider").fill("50")
+        page.screenshot(path=str(SCREENSHOT_PHOTO), full_page=True)
+    # Back in face-crop mode the outlines go away.
+    page.check('input[name="mode"][value="crop"]')
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+    upload(page, face, 8, "png")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Done: face.png')", timeout=RESULT_TIMEOUT_MS)
+    assert not page.is_visible("#boxes-canvas")
 
 
 def test_page_and_docs_load_nothing_from_other_hosts_and_send_a_csp(browser, cluster, tmp_path):

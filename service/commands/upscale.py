@@ -37,9 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse inputs whose output would have a longer side, as the API does (default: 512: 64-px inputs at x8)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from service.commands._common import add_remote_arguments
+
+    add_remote_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        from service.commands._common import run_remote
+
+        return run_remote(args, "upscale", lambda answer: f"batch of {answer.headers.get('x-batch-size', '?')}")
     from tqdm import tqdm
 
     from service.images import ImageLimits

@@ -1,5 +1,6 @@
-// The PortraitSR page: sends the chosen image to POST /upscale (the same call as any client) and
-// shows the input (nearest-neighbour), bicubic (bicubic.js) and PortraitSR side by side.
+// The PortraitSR page: sends the chosen image to POST /upscale (face crop mode) or POST /restore
+// (whole photo mode), the same calls as any client, and shows the input (nearest-neighbour),
+// bicubic (bicubic.js) and PortraitSR side by side; in photo mode, the faces found are outlined.
 "use strict";
 
 (function () {
@@ -21,6 +22,7 @@
   const compareDivider = $("compare-divider");
   const slider = $("compare-slider");
   const downloadLink = $("download-link");
+  const boxesCanvas = $("boxes-canvas");
 
   const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
 
@@ -159,6 +161,34 @@
     return Number(form.querySelector('input[name="scale"]:checked').value);
   }
 
+  function selectedMode() {
+    return form.querySelector('input[name="mode"]:checked').value;
+  }
+
+  // X-Face-Boxes of /restore: [{"box": [x1, y1, x2, y2], "score": s, "status": "restored" | ...}] in input pixels.
+  function faceBoxes(response) {
+    try {
+      const boxes = JSON.parse(response.headers.get("X-Face-Boxes") || "[]");
+      return Array.isArray(boxes) ? boxes : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  function drawBoxes(boxes, scale, outW, outH) {
+    boxesCanvas.hidden = boxes === null;
+    if (boxes === null) return;
+    boxesCanvas.width = outW;
+    boxesCanvas.height = outH;
+    const context = boxesCanvas.getContext("2d");
+    context.lineWidth = Math.max(2, Math.round(outW / 400));
+    for (const face of boxes) {
+      const [x1, y1, x2, y2] = face.box.map((value) => value * scale);
+      context.strokeStyle = face.status === "restored" ? "#22c55e" : "#f59e0b";
+      context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    }
+  }
+
   // API keys: when the service answers 401, ask for a key once and keep it for this tab only.
   const API_KEY_ITEM = "portraitsr-api-key";
 
@@ -183,9 +213,10 @@
 
     const file = chosenFile;
     const scale = selectedScale();
+    const mode = selectedMode();
     const format = $("format-select").value;
     showError("");
-    showStatus(`Upscaling ${file.name} ×${scale}…`);
+    showStatus(mode === "photo" ? `Restoring the faces of ${file.name} ×${scale}…` : `Upscaling ${file.name} ×${scale}…`);
     button.disabled = true;
     results.setAttribute("aria-busy", "true");
 
@@ -195,7 +226,8 @@
     try {
       let response;
       try {
-        response = await fetch(`upscale?scale=${scale}&format=${format}`, {
+        const endpoint = mode === "photo" ? "restore" : "upscale";
+        response = await fetch(`${endpoint}?scale=${scale}&format=${format}`, {
           method: "POST",
           body,
           headers: authorizationHeaders(),
@@ -217,7 +249,8 @@
       }
       const blob = await response.blob();
       const seconds = (performance.now() - started) / 1000;
-      await showResult(file, blob, scale, format, seconds);
+      const boxes = mode === "photo" ? faceBoxes(response) : null;
+      await showResult(file, blob, scale, format, seconds, boxes);
     } catch (error) {
       if (error.name === "AbortError") return;
       showStatus("");
@@ -231,7 +264,7 @@
     }
   });
 
-  async function showResult(file, blob, scale, format, seconds) {
+  async function showResult(file, blob, scale, format, seconds, boxes) {
     if (resultUrl) URL.revokeObjectURL(resultUrl);
     if (inputUrl) URL.revokeObjectURL(inputUrl);
     resultUrl = URL.createObjectURL(blob);
@@ -244,6 +277,7 @@
     const outH = srImage.naturalHeight;
     results.style.setProperty("--aspect", `${outW} / ${outH}`);
     $("sr-size").textContent = `${outW}×${outH}`;
+    drawBoxes(boxes, scale, outW, outH);
 
     // The input and its bicubic enlargement, if this browser can decode the input's format.
     let input = null;
@@ -274,7 +308,9 @@
     downloadLink.textContent = `Download ${downloadLink.download} (${formatBytes(blob.size)})`;
 
     const inSize = input ? `${input.width}×${input.height} → ` : "";
-    showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.`);
+    const restored = boxes ? boxes.filter((face) => face.status === "restored").length : 0;
+    const faces = boxes ? ` Faces: ${boxes.length} found, ${restored} restored (outlined green).` : "";
+    showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.${faces}`);
     updatePixelation();
     results.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
