@@ -204,6 +204,39 @@ def test_dockerignore_keeps_what_the_builds_copy():
                     assert candidates & kept, f"{source} ({path.name}) is excluded by .dockerignore"
 
 
+def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, simplified: the last pattern matching the path or one of its parent folders wins."""
+
+    def regex(pattern: str) -> re.Pattern:
+        parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+        wildcard = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+        return re.compile("".join(wildcard.get(part, re.escape(part)) for part in parts))
+
+    parents = [path] + ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        if any(regex(pattern.lstrip("!")).fullmatch(candidate) for candidate in parents):
+            excluded = not negated
+    return excluded
+
+
+def test_dockerignore_keeps_every_source_file_the_builds_copy():
+    # The builds COPY whole packages into the wheel they install: a source file excluded from the
+    # context is silently missing from the image (training/weights/ once was).
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert dockerignore_excludes("training/weights/x.pt", patterns)  # the matcher does exclude
+    copied = {source.rstrip("/") for path in DOCKERFILES.values() for instruction in parse_dockerfile(path)
+              if instruction["instruction"] == "COPY" and "--from" not in instruction["value"]
+              for source in instruction["value"].split()[:-1]}
+    sources = [path.relative_to(REPO).as_posix() for folder in copied if (REPO / folder).is_dir()
+               for path in (REPO / folder).rglob("*.py") if "__pycache__" not in path.parts]
+    assert sources
+    excluded = [source for source in sources if dockerignore_excludes(source, patterns)]
+    assert not excluded, f".dockerignore excludes source files the images need: {excluded}"
+
+
 class _ReadyHandler(BaseHTTPRequestHandler):
     status = 200
 

@@ -1,0 +1,335 @@
+"""Checks of the running docker-compose stack, for scripts/test-containers. Standard library only:
+it runs on the host, outside the project's virtualenv.
+
+Through the published ports: /readyz, POST /upscale at x4 and x8, Prometheus' targets. Through the
+engine's CLI: `--scale worker=2` serving from both replicas, kill -9 of a worker holding jobs under
+load, non-root users and passing HEALTHCHECKs. Names the service reads from its settings (ports,
+stream, consumer group, Redis URL) are read inside the images, never repeated here.
+
+    python3 stack_checks.py --docker docker --compose 'docker-compose -p x -f docker-compose.yml' \
+        --api http://127.0.0.1:8000 --prometheus http://127.0.0.1:9090 --report report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+API_JOB, WORKER_JOB = "portraitsr-api", "portraitsr-worker"  # job names in docker/prometheus/prometheus.yml
+INPUT_SIDE = 48  # x4 -> 192 px, x8 -> 384 px: inside the service's default output limit of 512 px
+LOAD_CONCURRENCY = 8
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[stack-checks] {message}", file=sys.stderr, flush=True)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+# Images ------------------------------------------------------------------------------------------
+def png_bytes(width: int, height: int) -> bytes:
+    """An RGB gradient as PNG, made with zlib (no Pillow on the host)."""
+    rows = b"".join(
+        b"\x00" + bytes(value for x in range(width) for value in ((x * 255) // width, (y * 255) // height, 128))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+# HTTP --------------------------------------------------------------------------------------------
+def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 60):
+    """(status, body) of a GET (or POST with ``body``); connection errors give status 0."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error).encode()
+
+
+def upscale(api: str, image: bytes, scale: int) -> tuple[int, bytes, float]:
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="face.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    started = time.perf_counter()
+    status, reply = http(f"{api}/upscale?scale={scale}", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return status, reply, (time.perf_counter() - started) * 1000
+
+
+def poll(what: str, probe, limit_s: float, interval_s: float = 1.0):
+    """Call ``probe`` until it returns something truthy; fail with its last answer after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        result, detail = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{what}: not reached in {limit_s:.0f} s ({detail})")
+        time.sleep(interval_s)
+
+
+# The engine --------------------------------------------------------------------------------------
+class Stack:
+    def __init__(self, docker: str, compose: list[str]):
+        self.docker, self.compose = docker, compose
+
+    def run(self, *argv: str, timeout: float = 300) -> str:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise CheckFailed(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        return result.stdout
+
+    def containers(self, service: str) -> list[str]:
+        return self.run(*self.compose, "ps", "-q", service).split()
+
+    def inspect(self, container: str) -> dict:
+        return json.loads(self.run(self.docker, "inspect", container))[0]
+
+    def python_in(self, container: str, code: str, *args: str, timeout: float = 120) -> str:
+        """Run Python in a container, with the image's own interpreter and the service's settings."""
+        return self.run(self.docker, "exec", container, "python", "-c", code, *args, timeout=timeout)
+
+
+# Run inside a worker container: its own /metrics, on the port its settings use.
+WORKER_METRICS = """
+import urllib.request
+from service.settings import ServiceSettings
+port = ServiceSettings().worker_metrics_port
+print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+"""
+
+# Run inside the API container: wait until one of the given hosts' workers holds a job (pending in
+# the consumer group), print those consumers' names.
+FIND_BUSY_CONSUMERS = """
+import sys, time
+import redis
+from service.settings import ServiceSettings
+settings = ServiceSettings()
+client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+hosts = sys.argv[1:]
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    pending = client.xpending_range(settings.stream, settings.consumer_group, "-", "+", 10000)
+    busy = {entry["consumer"].decode() for entry in pending}
+    for host in hosts:
+        names = sorted(name for name in busy if name.startswith(host + "-"))
+        if names:
+            print(host, *names)
+            sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+"""
+
+# Run inside the API container: how many jobs the given consumers still hold.
+COUNT_PENDING = """
+import sys
+import redis
+from service.settings import ServiceSettings
+settings = ServiceSettings()
+client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+pending = client.xpending_range(settings.stream, settings.consumer_group, "-", "+", 10000)
+print(sum(entry["consumer"].decode() in sys.argv[1:] for entry in pending))
+"""
+
+
+def metric_value(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+# Checks ------------------------------------------------------------------------------------------
+def check_ready(api: str) -> None:
+    status, body = http(f"{api}/readyz", timeout=10)
+    require(status == 200, f"GET /readyz -> {status}: {body[:300]!r}")
+    log("GET /readyz 200")
+
+
+def check_upscale(api: str) -> dict:
+    image = png_bytes(INPUT_SIDE, INPUT_SIDE)
+    timings = {}
+    for scale in (4, 8):
+        status, reply, elapsed_ms = upscale(api, image, scale)
+        require(status == 200, f"POST /upscale?scale={scale} -> {status}: {reply[:300]!r}")
+        size = png_size(reply)
+        want = (INPUT_SIDE * scale, INPUT_SIDE * scale)
+        require(size == want, f"POST /upscale?scale={scale}: a {size} image, not {want}")
+        timings[f"x{scale}"] = {"status": status, "ms": round(elapsed_ms), "size": f"{want[0]}x{want[1]}"}
+        log(f"POST /upscale x{scale} 200, {INPUT_SIDE}->{want[0]} px in {elapsed_ms:.0f} ms")
+    return timings
+
+
+def check_prometheus_targets(prometheus: str, workers: int) -> None:
+    want = {API_JOB: 1, WORKER_JOB: workers}
+
+    def probe():
+        status, body = http(f"{prometheus}/api/v1/targets", timeout=10)
+        if status != 200:
+            return False, f"targets API {status}"
+        up: dict[str, int] = {}
+        for target in json.loads(body)["data"]["activeTargets"]:
+            if target["health"] == "up":
+                up[target["labels"]["job"]] = up.get(target["labels"]["job"], 0) + 1
+        return {job: up.get(job, 0) for job in want} == want, f"targets up: {up}, want {want}"
+
+    poll(f"Prometheus targets {want} up", probe, limit_s=90, interval_s=2)
+    log(f"Prometheus: targets up {want}")
+
+
+def check_users_and_health(stack: Stack, services: tuple[str, ...]) -> int:
+    """Every container of ``services`` runs as a non-root user and its HEALTHCHECK passes."""
+    checked = 0
+    for service in services:
+        containers = stack.containers(service)
+        require(bool(containers), f"no {service} container")
+        for container in containers:
+            info = stack.inspect(container)
+            require(info["RestartCount"] == 0, f"{service} {container[:12]} restarted {info['RestartCount']} times")
+            user = info["Config"]["User"]
+            require(bool(user) and user.split(":")[0] not in ("0", "root"), f"{service} image user is {user!r}")
+            uid = stack.run(stack.docker, "exec", container, "id", "-u").strip()
+            require(uid != "0", f"{service} runs as uid 0")
+            require(bool(info["Config"].get("Healthcheck", {}).get("Test")), f"{service} image has no HEALTHCHECK")
+
+            def healthy(container=container):
+                state = stack.inspect(container)["State"]
+                status = state.get("Health", {}).get("Status")
+                return status == "healthy", f"health {status}, last: {state.get('Health', {}).get('Log', [{}])[-1:]}"
+
+            poll(f"{service} {container[:12]} healthy", healthy, limit_s=120, interval_s=2)
+            checked += 1
+    log(f"{checked} api/worker containers run as non-root with passing HEALTHCHECKs")
+    return checked
+
+
+def worker_ok_jobs(stack: Stack, container: str) -> float:
+    return metric_value(stack.python_in(container, WORKER_METRICS), 'portraitsr_worker_jobs_total{outcome="ok"}')
+
+
+def check_scaled_workers_serve(stack: Stack, api: str) -> dict:
+    started = time.perf_counter()
+    stack.run(*stack.compose, "up", "-d", "--wait", "--no-build", "--pull", "never", "--scale", "worker=2", "worker", timeout=300)
+    scaled_s = time.perf_counter() - started
+    workers = stack.containers("worker")
+    require(len(workers) == 2, f"--scale worker=2 gave {len(workers)} workers")
+    before = {container: worker_ok_jobs(stack, container) for container in workers}
+    image = png_bytes(INPUT_SIDE, INPUT_SIDE)
+    served: dict[str, float] = {}
+    for _burst in range(10):
+        with ThreadPoolExecutor(LOAD_CONCURRENCY) as pool:
+            replies = list(pool.map(lambda _: upscale(api, image, 4), range(2 * LOAD_CONCURRENCY)))
+        require(all(status == 200 for status, _, _ in replies), f"statuses {[s for s, _, _ in replies]}")
+        served = {container: worker_ok_jobs(stack, container) - before[container] for container in workers}
+        if all(count > 0 for count in served.values()):
+            break
+    require(all(count > 0 for count in served.values()), f"jobs per worker: {served}")
+    log(f"--scale worker=2 (healthy in {scaled_s:.0f} s): jobs served per worker {sorted(served.values())}")
+    return {"scale_up_s": round(scaled_s), "jobs_per_worker": sorted(int(v) for v in served.values())}
+
+
+def check_kill_under_load(stack: Stack, api: str) -> dict:
+    """kill -9 a worker that holds jobs while requests stream in: every accepted request still gets 200."""
+    api_container = stack.containers("api")[0]
+    hosts = {stack.inspect(c)["Config"]["Hostname"]: c for c in stack.containers("worker")}
+    image = png_bytes(INPUT_SIDE, INPUT_SIDE)
+    want = (INPUT_SIDE * 4, INPUT_SIDE * 4)
+    stop = threading.Event()
+    results: list[tuple[int, tuple[int, int] | None]] = []
+    lock = threading.Lock()
+
+    def client():
+        while not stop.is_set():
+            status, reply, _ = upscale(api, image, 4)
+            with lock:
+                results.append((status, png_size(reply) if status == 200 else None))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(LOAD_CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    try:
+        found = stack.python_in(api_container, FIND_BUSY_CONSUMERS, *hosts).split()
+        require(len(found) >= 2, "no worker was seen holding a job under load")
+        host, consumers = found[0], found[1:]
+        pid = stack.inspect(hosts[host])["State"]["Pid"]
+        os.kill(pid, signal.SIGKILL)
+        orphaned = int(stack.python_in(api_container, COUNT_PENDING, *consumers).strip())
+        log(f"kill -9 worker {host} (pid {pid}) holding jobs; {orphaned} left pending on it")
+        require(orphaned > 0, "the killed worker held no job any more: nothing was tested")
+        # Keep the load on until the orphans are claimed by the surviving worker (claim_idle_ms).
+        poll("orphaned jobs claimed",
+             lambda: (int(stack.python_in(api_container, COUNT_PENDING, *consumers).strip()) == 0, "still pending"),
+             limit_s=60, interval_s=1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    statuses = sorted({status for status, _ in results})
+    bad = [(status, size) for status, size in results if status != 200 or size != want]
+    require(not bad, f"{len(bad)} of {len(results)} requests failed around the kill: {bad[:10]} (statuses {statuses})")
+    log(f"kill -9 under load: {len(results)}/{len(results)} requests 200 with the right size, {orphaned} orphaned jobs re-claimed")
+    return {"requests": len(results), "orphaned": orphaned}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docker", default="docker")
+    parser.add_argument("--compose", required=True, help="the compose command line, project and file included")
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
+    parser.add_argument("--report", required=True, help="JSON file for the figures")
+    args = parser.parse_args(argv)
+    stack = Stack(args.docker, shlex.split(args.compose))
+    report: dict = {}
+    try:
+        check_ready(args.api)
+        report["upscale"] = check_upscale(args.api)
+        check_prometheus_targets(args.prometheus, workers=1)
+        check_users_and_health(stack, ("api", "worker"))
+        report["scaled"] = check_scaled_workers_serve(stack, args.api)
+        check_users_and_health(stack, ("api", "worker"))
+        check_prometheus_targets(args.prometheus, workers=2)
+        report["kill"] = check_kill_under_load(stack, args.api)
+    except CheckFailed as error:
+        report["failed"] = str(error)
+        log(f"FAILED: {error}")
+    with open(args.report, "w") as handle:
+        json.dump(report, handle)
+    return 1 if "failed" in report else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
