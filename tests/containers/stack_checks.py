@@ -3,11 +3,12 @@ it runs on the host, outside the project's virtualenv.
 
 Through the published ports: /readyz, POST /upscale at x4 and x8, Prometheus' targets. Through the
 engine's CLI: `--scale worker=2` serving from both replicas, kill -9 of a worker holding jobs under
-load, non-root users and passing HEALTHCHECKs. Names the service reads from its settings (ports,
-stream, consumer group, Redis URL) are read inside the images, never repeated here.
+load, non-root users and passing HEALTHCHECKs, and the images under k8s/'s securityContext. Names
+the service reads from its settings (ports, stream, consumer group, Redis URL) are read inside the
+images, never repeated here.
 
     python3 stack_checks.py --docker docker --compose 'docker-compose -p x -f docker-compose.yml' \
-        --api http://127.0.0.1:8000 --prometheus http://127.0.0.1:9090 --report report.json
+        --project x --api http://127.0.0.1:8000 --prometheus http://127.0.0.1:9090 --report report.json
 """
 
 from __future__ import annotations
@@ -304,12 +305,43 @@ def check_kill_under_load(stack: Stack, api: str) -> dict:
     return {"requests": len(results), "orphaned": orphaned}
 
 
+def check_hardened_containers(stack: Stack, project: str) -> None:
+    """The api and worker images under k8s/'s securityContext (read-only root filesystem with an
+    emptyDir at /tmp, all capabilities dropped, no privilege escalation, the image's numeric user)
+    become healthy next to the compose stack, on its network and with its environment."""
+    started = []
+    try:
+        for service in ("api", "worker"):
+            info = stack.inspect(stack.containers(service)[0])
+            env = [item for item in info["Config"]["Env"] if item.startswith("PORTRAITSR_")]
+            (network,) = info["NetworkSettings"]["Networks"]
+            name = f"{project}-hardened-{service}"
+            stack.run(stack.docker, "run", "-d", "--name", name, "--network", network, "--read-only",
+                      "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                      *(arg for item in env for arg in ("-e", item)), info["Config"]["Image"])
+            started.append(name)
+        for name in started:
+            def healthy(name=name):
+                state = stack.inspect(name)["State"]
+                status = state.get("Health", {}).get("Status")
+                return status == "healthy" and state["Running"], f"{state['Status']}, health {status}"
+
+            poll(f"{name} healthy", healthy, limit_s=120, interval_s=2)
+            uid = stack.run(stack.docker, "exec", name, "id", "-u").strip()
+            require(uid != "0", f"{name} runs as uid 0")
+        log("api and worker images healthy with a read-only root, no capabilities, no privilege escalation")
+    finally:
+        if started:
+            subprocess.run([stack.docker, "rm", "-f", *started], capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docker", default="docker")
     parser.add_argument("--compose", required=True, help="the compose command line, project and file included")
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
+    parser.add_argument("--project", required=True, help="the compose project (names of extra containers)")
     parser.add_argument("--report", required=True, help="JSON file for the figures")
     args = parser.parse_args(argv)
     stack = Stack(args.docker, shlex.split(args.compose))
@@ -323,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         check_users_and_health(stack, ("api", "worker"))
         check_prometheus_targets(args.prometheus, workers=2)
         report["kill"] = check_kill_under_load(stack, args.api)
+        check_hardened_containers(stack, args.project)
     except CheckFailed as error:
         report["failed"] = str(error)
         log(f"FAILED: {error}")
