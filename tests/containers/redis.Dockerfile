@@ -1,10 +1,14 @@
 # Stand-in for docker-compose.yml's redis image, which cannot be pulled where scripts/test-containers
-# runs: Debian's redis-server (7.0) from the tools image that script makes from Debian's archive,
-# run like the upstream image (unprivileged, data in /data, protected mode off).
-ARG TOOLS_IMAGE=portraitsr-test/debian-tools:bookworm
-FROM ${TOOLS_IMAGE}
+# runs: Debian's redis-server (7.0), whose packages that script unpacks into this build's context
+# (root/), on the Debian base it makes; run like the upstream image (uid 999, data in /data,
+# protected mode off).
+ARG BASE_IMAGE=portraitsr-test/debian-python:bookworm
+FROM ${BASE_IMAGE}
+COPY root/ /
 COPY redis-entrypoint.sh /usr/local/bin/redis-entrypoint
-RUN mkdir -p /data && chown redis:redis /data
+RUN useradd --system --uid 999 --user-group --no-create-home --home-dir /data --shell /usr/sbin/nologin redis \
+ && mkdir -p /data && chown redis:redis /data \
+ && redis-server --version && redis-cli --version
 WORKDIR /data
 USER redis
 ENTRYPOINT ["/usr/local/bin/redis-entrypoint"]
