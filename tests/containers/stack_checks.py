@@ -282,15 +282,30 @@ def check_kill_under_load(stack: Stack, api: str) -> dict:
     for thread in threads:
         thread.start()
     try:
-        found = stack.python_in(api_container, FIND_BUSY_CONSUMERS, *hosts).split()
-        require(len(found) >= 2, "no worker was seen holding a job under load")
-        host, consumers = found[0], found[1:]
-        pid = stack.inspect(hosts[host])["State"]["Pid"]
-        os.kill(pid, signal.SIGKILL)
-        orphaned = int(stack.python_in(api_container, COUNT_PENDING, *consumers).strip())
-        log(f"kill -9 worker {host} (pid {pid}) holding jobs; {orphaned} left pending on it")
-        require(orphaned > 0, "the killed worker held no job any more: nothing was tested")
-        # Keep the load on until the orphans are claimed by the surviving worker (claim_idle_ms).
+        orphaned, consumers = 0, []
+        for _attempt in range(5):
+            found = stack.python_in(api_container, FIND_BUSY_CONSUMERS, *hosts).split()
+            require(len(found) >= 2, "no worker was seen holding a job under load")
+            host, consumers = found[0], found[1:]
+            pid = stack.inspect(hosts[host])["State"]["Pid"]
+            # Frozen (docker pause), the worker cannot acknowledge what it holds between this count
+            # and the kill; SIGKILL takes it when thawed, before it runs another instruction.
+            stack.run(stack.docker, "pause", hosts[host])
+            try:
+                orphaned = int(stack.python_in(api_container, COUNT_PENDING, *consumers).strip())
+                if orphaned:
+                    os.kill(pid, signal.SIGKILL)
+            finally:
+                stack.run(stack.docker, "unpause", hosts[host])
+            if orphaned:
+                break
+        require(orphaned > 0, "no worker could be caught holding a job: nothing was tested")
+        log(f"kill -9 worker {host} (pid {pid}) holding {orphaned} jobs")
+        # The kill took (not a pause that let it finish its batch): the engine restarts it.
+        poll("the killed worker restarted by its restart policy",
+             lambda: (stack.inspect(hosts[host])["RestartCount"] >= 1, stack.inspect(hosts[host])["State"]["Status"]),
+             limit_s=60, interval_s=1)
+        # Keep the load on until the orphans are claimed by another worker (claim_idle_ms).
         poll("orphaned jobs claimed",
              lambda: (int(stack.python_in(api_container, COUNT_PENDING, *consumers).strip()) == 0, "still pending"),
              limit_s=60, interval_s=1)
