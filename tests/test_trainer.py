@@ -210,3 +210,4 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert trainer.resolve_precision("fp32", cpu) is None
     with pytest.raises(ValueError, match="needs CUDA"):
         trainer.resolve_precision("fp16", cpu)
+

@@ -122,6 +122,9 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=config.runtime.find_unused_parameters,
             )
+        if config.runtime.compile:
+            # The training forward only: checkpoints, validation and export use the plain network.
+            self.model = torch.compile(self.model)
         self.loss_fn = PortraitSRLoss(LossWeights(**vars(config.loss))).to(self.device)
         self.optimizer = torch.optim.Adam(
             [p for p in self.net.parameters() if p.requires_grad],
