@@ -132,14 +132,23 @@ port = ServiceSettings().worker_metrics_port
 print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
 """
 
-# Run inside the API container: wait until one of the given hosts' workers holds a job (pending in
-# the consumer group), print those consumers' names.
-FIND_BUSY_CONSUMERS = """
-import sys, time
+# Run inside the API container: a Redis client as the service connects (its URL, and the password
+# file of its ACL user when the deployment sets one).
+CONNECT = """
 import redis
+from service.protocol import password_file_credentials
 from service.settings import ServiceSettings
 settings = ServiceSettings()
-client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+url, secret = settings.redis_url or "redis://127.0.0.1:6379/0", {}
+if settings.redis_password_file is not None:
+    url, secret["credential_provider"] = password_file_credentials(url, settings.redis_password_file)
+client = redis.Redis.from_url(url, **secret)
+"""
+
+# Run inside the API container: wait until one of the given hosts' workers holds a job (pending in
+# the consumer group), print those consumers' names.
+FIND_BUSY_CONSUMERS = CONNECT + """
+import sys, time
 hosts = sys.argv[1:]
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
@@ -155,12 +164,8 @@ sys.exit(1)
 """
 
 # Run inside the API container: how many jobs the given consumers still hold.
-COUNT_PENDING = """
+COUNT_PENDING = CONNECT + """
 import sys
-import redis
-from service.settings import ServiceSettings
-settings = ServiceSettings()
-client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
 pending = client.xpending_range(settings.stream, settings.consumer_group, "-", "+", 10000)
 print(sum(entry["consumer"].decode() in sys.argv[1:] for entry in pending))
 """
