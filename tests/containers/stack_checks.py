@@ -334,11 +334,14 @@ def check_hardened_containers(stack: Stack, project: str) -> None:
         for service in ("api", "worker"):
             info = stack.inspect(stack.containers(service)[0])
             env = [item for item in info["Config"]["Env"] if item.startswith("PORTRAITSR_")]
+            # The same volumes (the Redis password), read-only as k8s mounts its Secret.
+            volumes = [f"{mount['Name']}:{mount['Destination']}:ro" for mount in info["Mounts"] if mount["Type"] == "volume"]
             (network,) = info["NetworkSettings"]["Networks"]
             name = f"{project}-hardened-{service}"
             stack.run(stack.docker, "run", "-d", "--name", name, "--network", network, "--read-only",
                       "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                      *(arg for item in env for arg in ("-e", item)), info["Config"]["Image"])
+                      *(arg for item in env for arg in ("-e", item)),
+                      *(arg for volume in volumes for arg in ("-v", volume)), info["Config"]["Image"])
             started.append(name)
         for name in started:
             def healthy(name=name):
