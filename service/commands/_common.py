@@ -25,6 +25,61 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+EXIT_SOME_FAILED, EXIT_USAGE = 1, 2
+
+
+def collect_or_report(args: argparse.Namespace):
+    """``(inputs, report)`` of the image files named by ``args.inputs``, the skipped ones printed;
+    None (after saying why) when there is nothing to do."""
+    import sys
+
+    from service.upscale_files import UpscaleReport, collect_inputs
+
+    report = UpscaleReport()
+    inputs = collect_inputs(args.inputs, report)
+    for path, reason in report.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not inputs:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return None
+    return inputs, report
+
+
+def release_spec(args: argparse.Namespace):
+    """The manifest entry of ``args.scale`` (``--manifest`` or the shipped release); None (after
+    saying why) when the manifest is unreadable or has no model of that scale."""
+    import sys
+
+    from service.manifest import ManifestError, load_manifest
+    from service.settings import DEFAULT_MANIFEST
+
+    manifest_path = args.manifest or DEFAULT_MANIFEST
+    try:
+        specs = {spec.scale: spec for spec in load_manifest(manifest_path)}
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    if args.scale not in specs:
+        print(f"error: {manifest_path} has no ×{args.scale} model (it has ×{', ×'.join(map(str, sorted(specs)))})",
+              file=sys.stderr)
+        return None
+    return specs[args.scale]
+
+
+def finish(report, wrote: str) -> int:
+    """Print what was written and what failed; the exit status."""
+    import sys
+
+    outputs = len(report.written)
+    print(f"wrote {outputs} file{'s' * (outputs != 1)} to {wrote}")
+    if report.failed:
+        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
+        for path, reason in report.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0
+
+
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     """``--url`` and friends: send the files to a running service instead of running the models here."""
     remote = parser.add_argument_group("sending to a running service")
@@ -41,29 +96,18 @@ def run_remote(args: argparse.Namespace, endpoint: str, describe) -> int:
     import sys
 
     from service.remote_files import RemoteOptions, send_files
-    from service.upscale_files import UpscaleReport, collect_inputs
 
     if args.concurrency < 1 or args.max_retries < 0:
         print("error: --concurrency must be at least 1, --max-retries at least 0", file=sys.stderr)
-        return 2
-    report = UpscaleReport()
-    inputs = collect_inputs(args.inputs, report)
-    for path, reason in report.failed:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not inputs:
-        print("error: no image files found in the inputs", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    collected = collect_or_report(args)
+    if collected is None:
+        return EXIT_USAGE
+    inputs, report = collected
     options = RemoteOptions(
         url=args.url, endpoint=endpoint, scale=args.scale, output_dir=args.output, output_format=args.output_format,
         key=args.key or os.environ.get("PORTRAITSR_API_KEY") or None, concurrency=args.concurrency,
         max_retries=args.max_retries,
     )
     send_files(inputs, options, report, on_result=lambda item, answer: print(f"{item.path}: {describe(answer)}"))
-    outputs = len(report.written)
-    print(f"wrote {outputs} file{'s' * (outputs != 1)} to {args.output} (×{args.scale}, {args.url}/{endpoint})")
-    if report.failed:
-        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
-        for path, reason in report.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return finish(report, f"{args.output} (×{args.scale}, {args.url}/{endpoint})")

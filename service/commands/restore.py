@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "restore the faces in whole photos (find, align, restore, paste back), in-process or with --url on a service"
+from service.commands._common import EXIT_USAGE
 
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
+HELP = "restore the faces in whole photos (find, align, restore, paste back), in-process or with --url on a service"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,37 +45,24 @@ def run(args: argparse.Namespace) -> int:
         from service.commands._common import run_remote
 
         return run_remote(args, "restore", describe_answer)
+    from service.commands._common import collect_or_report, finish, release_spec
     from service.face_detector import FaceDetector
     from service.images import ImageLimits
     from service.inference import ModelRunner
-    from service.manifest import ManifestError, load_manifest
     from service.photo_restore import RestorePolicy
     from service.restore_files import RestoreOptions, describe, restore_files
-    from service.settings import DEFAULT_MANIFEST
-    from service.upscale_files import UpscaleReport, collect_inputs
 
     if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:
         print("error: --batch-size and --max-output-side must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
-    manifest_path = args.manifest or DEFAULT_MANIFEST
-    try:
-        specs = {spec.scale: spec for spec in load_manifest(manifest_path)}
-    except ManifestError as error:
-        print(f"error: {error}", file=sys.stderr)
+    spec = release_spec(args)
+    collected = None if spec is None else collect_or_report(args)
+    if collected is None:
         return EXIT_USAGE
-    if args.scale not in specs:
-        print(f"error: {manifest_path} has no ×{args.scale} model", file=sys.stderr)
-        return EXIT_USAGE
-    report = UpscaleReport()
-    inputs = collect_inputs(args.inputs, report)
-    for path, reason in report.failed:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not inputs:
-        print("error: no image files found in the inputs", file=sys.stderr)
-        return EXIT_USAGE
+    inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    runner = ModelRunner(specs[args.scale], preference=args.provider, intra_op_threads=args.threads)
+    runner = ModelRunner(spec, preference=args.provider, intra_op_threads=args.threads)
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
         limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side,
@@ -85,11 +71,4 @@ def run(args: argparse.Namespace) -> int:
     )
     restore_files(inputs, runner, FaceDetector(), options, report,
                   on_result=lambda item, plans: print(f"{item.path}: {describe(plans)}"))
-    outputs = len(report.written)
-    print(f"wrote {outputs} file{'s' * (outputs != 1)} to {args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
-    if report.failed:
-        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
-        for path, reason in report.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0
+    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")

@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "upscale image files or folders with the shipped ONNX models (no server needed)"
+from service.commands._common import EXIT_USAGE
 
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
+HELP = "upscale image files or folders with the shipped ONNX models (no server needed)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,35 +48,22 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, "upscale", lambda answer: f"batch of {answer.headers.get('x-batch-size', '?')}")
     from tqdm import tqdm
 
+    from service.commands._common import collect_or_report, finish, release_spec
     from service.images import ImageLimits
     from service.inference import ModelRunner
-    from service.manifest import ManifestError, load_manifest
-    from service.settings import DEFAULT_MANIFEST
-    from service.upscale_files import UpscaleOptions, UpscaleReport, collect_inputs, upscale_files
+    from service.upscale_files import UpscaleOptions, upscale_files
 
     if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
         print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
-    manifest_path = args.manifest or DEFAULT_MANIFEST
-    try:
-        specs = {spec.scale: spec for spec in load_manifest(manifest_path)}
-    except ManifestError as error:
-        print(f"error: {error}", file=sys.stderr)
+    spec = release_spec(args)
+    collected = None if spec is None else collect_or_report(args)
+    if collected is None:
         return EXIT_USAGE
-    if args.scale not in specs:
-        print(f"error: {manifest_path} has no ×{args.scale} model (it has ×{', ×'.join(map(str, sorted(specs)))})", file=sys.stderr)
-        return EXIT_USAGE
-
-    report = UpscaleReport()
-    inputs = collect_inputs(args.inputs, report)
-    for path, reason in report.failed:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not inputs:
-        print("error: no image files found in the inputs", file=sys.stderr)
-        return EXIT_USAGE
+    inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    runner = ModelRunner(specs[args.scale], preference=args.provider, intra_op_threads=args.threads)
+    runner = ModelRunner(spec, preference=args.provider, intra_op_threads=args.threads)
     if runner.fallback_reason:
         print(f"note: {runner.fallback_reason}", file=sys.stderr)
     options = UpscaleOptions(
@@ -95,13 +81,7 @@ def run(args: argparse.Namespace) -> int:
             on_progress=progress.update,
         )
 
-    outputs = len(report.written)
-    print(f"wrote {outputs} file{'s' * (outputs != 1)} to {args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
+    status = finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
     if report.ignored:
         print(f"ignored {len(report.ignored)} file(s) without an image extension in the input folders", file=sys.stderr)
-    if report.failed:
-        print(f"{len(report.failed)} input(s) failed:", file=sys.stderr)
-        for path, reason in report.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0
+    return status
