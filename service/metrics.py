@@ -38,6 +38,17 @@ class ApiMetrics:
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)
         self.throughput = Gauge("portraitsr_throughput_images_per_second", "images completed per second, all workers", registry=r)
 
+    def observe_request(self, outcome: str, seconds: float, replies=()) -> None:
+        """One answered request: its outcome and latency, and for each job it ran (``protocol.Reply``)
+        the queue wait, model time and batch size the worker reported."""
+        self.requests.labels(outcome).inc()
+        self.request_seconds.labels(outcome).observe(seconds)
+        for reply in replies:
+            meta = reply.meta
+            self.queue_wait_seconds.observe(meta.queue_wait_ms / 1000)
+            self.inference_seconds.labels(meta.provider).observe(meta.inference_ms / 1000)
+            self.batch_size.labels(meta.provider).observe(meta.batch_size)
+
 
 class WorkerMetrics:
     def __init__(self) -> None:

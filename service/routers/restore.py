@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from service.dependencies import Broker, Detector, Metrics, Settings, require_api_key
 from service.errors import ApiError, error_response, request_id_of
 from service.images import OUTPUT_FORMATS, DecodedImage, ImageLimits, compose_output, encode_image
-from service.metrics import ApiMetrics
 from service.openapi import RESTORE_OPENAPI
 from service.photo_restore import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
 from service.protocol import Reply
@@ -78,16 +77,6 @@ def restore_headers(request_id: str, plans: list[FacePlan], replies: list[Reply]
     return headers
 
 
-def observe(metrics: ApiMetrics, outcome: str, seconds: float, replies: list[Reply] = ()) -> None:
-    metrics.requests.labels(outcome).inc()
-    metrics.request_seconds.labels(outcome).observe(seconds)
-    for reply in replies:
-        meta = reply.meta
-        metrics.queue_wait_seconds.observe(meta.queue_wait_ms / 1000)
-        metrics.inference_seconds.labels(meta.provider).observe(meta.inference_ms / 1000)
-        metrics.batch_size.labels(meta.provider).observe(meta.batch_size)
-
-
 @router.post(
     "/restore",
     summary="Restore the faces of a whole photo",
@@ -123,7 +112,7 @@ async def restore(
         detect_ms = (time.perf_counter() - detect_started) * 1000
         if report == "json":  # detection only: what would be restored, no model run
             seconds = time.perf_counter() - started
-            observe(metrics, "ok", seconds)
+            metrics.observe_request("ok", seconds)
             return detection_report(request_id, image, scale, plans, detect_ms, seconds * 1000)
         todo = [plan for plan in plans if plan.crop is not None]
         faces = [DecodedImage(rgb=plan.crop, alpha=None, source_format="face", source_mode="RGB") for plan in todo]
@@ -143,9 +132,9 @@ async def restore(
 
         body = await run_in_threadpool(paste_and_encode)
     except ApiError as error:
-        observe(metrics, error.outcome, time.perf_counter() - started)
+        metrics.observe_request(error.outcome, time.perf_counter() - started)
         return error_response(error, request_id)
     seconds = time.perf_counter() - started
-    observe(metrics, "ok", seconds, replies)
+    metrics.observe_request("ok", seconds, replies)
     headers = restore_headers(request_id, plans, replies, detect_ms, seconds * 1000)
     return Response(body, media_type=OUTPUT_FORMATS[format], headers=headers)

@@ -55,15 +55,6 @@ def success_headers(reply: Reply, request_id: str, total_ms: float) -> dict[str,
     }
 
 
-def observe_success(metrics: ApiMetrics, reply: Reply, seconds: float) -> None:
-    meta = reply.meta
-    metrics.requests.labels("ok").inc()
-    metrics.request_seconds.labels("ok").observe(seconds)
-    metrics.queue_wait_seconds.observe(meta.queue_wait_ms / 1000)
-    metrics.inference_seconds.labels(meta.provider).observe(meta.inference_ms / 1000)
-    metrics.batch_size.labels(meta.provider).observe(meta.batch_size)
-
-
 @router.post(
     "/upscale",
     summary="Upscale a face image",
@@ -94,9 +85,8 @@ async def upscale(
         small = len(reply.pixels) <= 4 * INLINE_CODEC_BYTES and format == "png"
         body = encode() if small else await run_in_threadpool(encode)
     except ApiError as error:
-        metrics.requests.labels(error.outcome).inc()
-        metrics.request_seconds.labels(error.outcome).observe(time.perf_counter() - started)
+        metrics.observe_request(error.outcome, time.perf_counter() - started)
         return error_response(error, request_id)
     seconds = time.perf_counter() - started
-    observe_success(metrics, reply, seconds)
+    metrics.observe_request("ok", seconds, [reply])
     return Response(body, media_type=OUTPUT_FORMATS[format], headers=success_headers(reply, request_id, seconds * 1000))
