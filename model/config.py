@@ -54,6 +54,10 @@ class ModelConfig:
     # its own depth per level. It runs only in training and is not part of the exported model.
     rec_encoder_blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
     hpf_reduction: int = 16  # channel-attention bottleneck of the CBAM-style Attn in eq. 9
+    # The fixes docs/priors.md measured a need for (defaults: the paper as written).
+    atp_injection: str = "add"  # "add" (eq. 6) or "norm_scaled": g·‖F‖·D[j]/‖D[j]‖, g learned
+    atp_gain_init: float = 0.2  # g at the start, for "norm_scaled"
+    hpf_mask_init: str = "random"  # "random" or "parsing_groups" (model/hpf.py MASK_GROUPS)
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 4, 8):
@@ -66,6 +70,10 @@ class ModelConfig:
         for level, heads in enumerate(self.heads):
             if (self.dim * 2**level) % heads:
                 raise ValueError(f"level {level}: {self.dim * 2**level} channels not divisible by {heads} heads")
+        if self.atp_injection not in ("add", "norm_scaled"):
+            raise ValueError(f"atp_injection must be 'add' or 'norm_scaled', got {self.atp_injection!r}")
+        if self.hpf_mask_init not in ("random", "parsing_groups"):
+            raise ValueError(f"hpf_mask_init must be 'random' or 'parsing_groups', got {self.hpf_mask_init!r}")
         if self.ssp_modulation not in ("gamma", "one_plus_gamma"):
             raise ValueError(f"ssp_modulation must be 'gamma' or 'one_plus_gamma', got {self.ssp_modulation!r}")
 

@@ -5,6 +5,10 @@ structure features F_SSP and the texture features F_ATP (eq. 8); the two are con
 refined by channel then spatial attention (eq. 9, CBAM-style) and projected back to C
 channels. The regional results are summed and added to F_latent (eq. 10); the decoder then
 reads that sum.
+
+Mask initialisation (``hpf_mask_init``): "random" is PyTorch's default for Conv3×3^pre; the
+masks then start (and, measured, stay) nearly flat. "parsing_groups" starts mask k as a soft
+indicator of one group of parsing classes (MASK_GROUPS), so each region begins as a region.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.ssp import PARSING_CLASSES
+
 LATENT_STRIDE = 8  # F_latent is at 1/8 of the output resolution
+
+# The regions "parsing_groups" starts the four masks on: face skin, eyes and brows, nose and
+# mouth, hair and background.
+MASK_GROUPS: tuple[tuple[str, ...], ...] = (("skin",), ("brows", "eyes"), ("nose", "mouth"), ("hair", "background"))
+# σ(GROUP_LOGIT·p − GROUP_LOGIT/2): ≈0.98 on a pixel of the group, ≈0.02 elsewhere.
+GROUP_LOGIT = 8.0
 
 
 class ChannelAttention(nn.Module):
@@ -52,11 +64,30 @@ class RegionAttention(nn.Module):
 
 
 class HolisticPriorFusion(nn.Module):
-    def __init__(self, channels: int, parsing_channels: int, num_masks: int, reduction: int) -> None:
+    def __init__(
+        self, channels: int, parsing_channels: int, num_masks: int, reduction: int, mask_init: str = "random"
+    ) -> None:
         super().__init__()
         self.num_masks = num_masks
         self.mask_conv = nn.Conv2d(parsing_channels, num_masks, 3, padding=1)  # Conv3×3^pre, eq. 7
         self.attention = RegionAttention(channels, reduction)  # one Attn shared by all regions
+        if mask_init == "parsing_groups":
+            self._init_masks_from_groups(parsing_channels, num_masks)
+        elif mask_init != "random":
+            raise ValueError(f"mask_init must be 'random' or 'parsing_groups', got {mask_init!r}")
+
+    def _init_masks_from_groups(self, parsing_channels: int, num_masks: int) -> None:
+        if (parsing_channels, num_masks) != (len(PARSING_CLASSES), len(MASK_GROUPS)):
+            raise ValueError(
+                f"parsing_groups needs {len(PARSING_CLASSES)} parsing channels and {len(MASK_GROUPS)} masks, "
+                f"got {parsing_channels} and {num_masks}"
+            )
+        with torch.no_grad():
+            self.mask_conv.weight.zero_()
+            self.mask_conv.bias.fill_(-GROUP_LOGIT / 2)
+            for mask, group in enumerate(MASK_GROUPS):
+                for name in group:
+                    self.mask_conv.weight[mask, PARSING_CLASSES.index(name), 1, 1] = GROUP_LOGIT
 
     def masks(self, parsing: torch.Tensor) -> torch.Tensor:
         """M = σ(Conv3×3(P̂)) (eq. 7), with P̂ area-averaged to the latent resolution (H/8)."""

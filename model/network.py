@@ -46,11 +46,17 @@ class PortraitSR(nn.Module):
             else None
         )
         self.atp = (
-            AssociativeTexturePrior(config.dict_size, channels, config.dict_init_std) if config.use_atp else None
+            AssociativeTexturePrior(
+                config.dict_size, channels, config.dict_init_std, config.atp_injection, config.atp_gain_init
+            )
+            if config.use_atp
+            else None
         )
         self.rec_encoder = Encoder(config, config.rec_encoder_blocks) if config.use_atp else None
         self.hpf = (
-            HolisticPriorFusion(channels, config.parsing_channels, config.num_masks, config.hpf_reduction)
+            HolisticPriorFusion(
+                channels, config.parsing_channels, config.num_masks, config.hpf_reduction, config.hpf_mask_init
+            )
             if config.use_hpf
             else None
         )

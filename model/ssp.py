@@ -13,6 +13,10 @@ from torch import nn
 
 from model.blocks import Upsample
 
+# The classes of P̂, in channel order: the compact regions every parsing map in the cache uses
+# (training/data/parsing.py maps CelebAMask-HQ's 19 classes onto them).
+PARSING_CLASSES: tuple[str, ...] = ("background", "skin", "brows", "eyes", "nose", "mouth", "hair")
+
 
 class ParsingDecoder(nn.Module):
     """D_pm: F_latent (C at H/8) → (F_pm at H/8, P̂ as class probabilities at H)."""

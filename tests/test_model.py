@@ -12,10 +12,10 @@ from torch.nn import functional as F
 
 from model.atp import AssociativeTexturePrior, dictionary_diversity_loss
 from model.config import ModelConfig, available_configs, load_model_config
-from model.hpf import HolisticPriorFusion
+from model.hpf import MASK_GROUPS, HolisticPriorFusion
 from model.info import count_parameters
 from model.network import PortraitSR
-from model.ssp import SketchingStructurePrior
+from model.ssp import PARSING_CLASSES, SketchingStructurePrior
 from portraitsr.cli import main as portraitsr_main
 
 
@@ -76,7 +76,40 @@ def test_atp_dictionary_is_initialised_from_n_0_002() -> None:
     assert values.std().item() == pytest.approx(0.02, rel=0.02)
 
 
+def test_norm_scaled_atp_adds_the_picked_entrys_direction_at_the_features_norm() -> None:
+    atp = AssociativeTexturePrior(dict_size=6, channels=4, init_std=1.0, injection="norm_scaled", gain_init=0.3)
+    features = torch.randn(2, 4, 3, 5)
+
+    out = atp(features)
+
+    dictionary = atp.dictionary.detach().numpy().astype(np.float64)
+    feats = features.numpy().astype(np.float64)
+    for n, y, x in [(0, 0, 0), (1, 2, 4), (0, 1, 3)]:
+        f = feats[n, :, y, x]
+        sims = [f @ d / (np.linalg.norm(f) * np.linalg.norm(d)) for d in dictionary]
+        entry = dictionary[int(np.argmax(sims))]
+        expected = f + 0.3 * np.linalg.norm(f) * entry / np.linalg.norm(entry)
+        np.testing.assert_allclose(out[n, :, y, x].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # The lookup is the feature's scale, not the entry's: scaling F scales what is added.
+    np.testing.assert_allclose(atp(10 * features).detach().numpy(), 10 * out.detach().numpy(), rtol=1e-4)
+
+
 # --- HPF (eq. 7–10) ----------------------------------------------------------------------------
+
+
+def test_hpf_parsing_groups_start_each_mask_on_its_own_regions() -> None:
+    hpf = HolisticPriorFusion(channels=16, parsing_channels=7, num_masks=4, reduction=4, mask_init="parsing_groups")
+    for class_id, name in enumerate(PARSING_CLASSES):
+        parsing = F.one_hot(torch.full((1, 16, 16), class_id), 7).permute(0, 3, 1, 2).float()
+        masks = hpf.masks(parsing)[0, :, 1, 1]  # away from the zero-padded border
+        (owner,) = [k for k, group in enumerate(MASK_GROUPS) if name in group]
+        assert masks[owner] > 0.97
+        assert all(masks[k] < 0.03 for k in range(4) if k != owner)
+
+
+def test_hpf_parsing_groups_need_the_seven_classes_and_four_masks() -> None:
+    with pytest.raises(ValueError, match="parsing_groups"):
+        HolisticPriorFusion(channels=16, parsing_channels=7, num_masks=3, reduction=4, mask_init="parsing_groups")
 
 
 def test_hpf_masks_are_in_the_open_unit_interval() -> None:

@@ -47,6 +47,20 @@ def test_onnx_runtime_matches_pytorch(exported, batch: int, lr_size: tuple[int, 
     assert actual.min() >= 0.0 and actual.max() <= 1.0
 
 
+def test_the_prior_fixes_export_and_match_pytorch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = load_model_config("tiny-x8").replace(
+        atp_injection="norm_scaled", hpf_mask_init="parsing_groups", num_masks=4, parsing_channels=7
+    )
+    network = PortraitSR(config).eval()
+    session = open_session(export_onnx(network, tmp_path / "fixed.onnx"))
+    lr = torch.rand(2, 3, 12, 16)
+    with torch.no_grad():
+        expected = SRPath(network)(lr).numpy()
+    (actual,) = session.run(None, {"lr": lr.numpy()})
+    assert np.abs(actual - expected).max() <= 1e-4
+
+
 def test_export_writes_a_single_file(exported, tmp_path: Path) -> None:
     network, _, _ = exported
     path = export_onnx(network, tmp_path / "model.onnx")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-COMPACT_CLASSES: tuple[str, ...] = ("background", "skin", "brows", "eyes", "nose", "mouth", "hair")
+from model.ssp import PARSING_CLASSES
+
+COMPACT_CLASSES: tuple[str, ...] = PARSING_CLASSES  # what the network's parsing head predicts
 NUM_COMPACT_CLASSES = len(COMPACT_CLASSES)
 
 # CelebAMask-HQ ids: 0 background, 1 skin, 2 nose, 3 eyeglasses, 4 left eye, 5 right eye,
