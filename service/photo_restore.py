@@ -1,7 +1,8 @@
 """Whole photos: which faces to restore, their aligned model inputs, and the paste-back.
 
-The model sees each face aligned to the training framing at its input size (128 / scale), as a
-whole-pixel crop when the face is near that size (see face_align.face_transform). Its output
+The model sees each face as a whole-pixel crop placed by the training framing: at its input size
+(128 / scale) for faces up to the trained size, and in a frame as much larger as the face is for
+larger faces (face_align.frame_side), so every face keeps its own pixels. Its output
 is pasted back as a *residual*: the restored face minus the same aligned input upscaled
 by the cubic the identity model would give, warped back into the upscaled photo under a feathered
 mask. So only what the model adds moves through the second interpolation, and a model that adds
@@ -25,6 +26,7 @@ from service.face_align import (
     cubic_upscale,
     face_transform,
     feather_mask,
+    frame_side,
     invert,
     warp,
 )
@@ -40,64 +42,63 @@ class RestorePolicy:
     # paints a face where there is none. Measured (docs/restore.md): false detections on scikit-image's
     # sample photos scored 0.72-0.81; real faces from 5 px between the eyes scored 0.93 or more.
     min_score: float = 0.9
-    # Zoom = the model's inter-ocular distance (44.8 / scale) over the face's. Within exact_zoom
-    # the model gets the face's own pixels (a whole-pixel crop, see face_align.face_transform);
-    # smaller faces (zoom above) stay as the upscaled photo. Larger faces fade out from
-    # full_weight_zoom down to exact_zoom[0] and below it stay as the upscaled photo: measured on
-    # composed group photos (docs/restore.md), the gain turns negative around zoom 0.5.
-    exact_zoom: tuple[float, float] = (0.5, 2.5)
-    full_weight_zoom: float = 0.7
+    # Zoom = the model's inter-ocular distance (44.8 / scale) over the face's. Faces smaller than
+    # the trained size by more than max_zoom stay as the upscaled photo.
+    max_zoom: float = 2.5
+    # Larger faces get a frame of their own size (face_align.frame_side), up to this many times
+    # the model's input side (128 px of photo at ×4, 64 at ×8: model time grows with the frame's
+    # area); still larger faces stay as the upscaled photo, which is sharp enough there.
+    max_frame_factor: int = 4
     whole_pixel_crops: bool = True  # False: every face resampled by its similarity (measured worse)
     max_faces: int = 32
-    feather_margin: float = 2.0  # frame pixels (of 128) left untouched at the frame's edge
-    feather: float = 12.0  # frame pixels over which the mask rises to 1
+    feather_margin: float = 2.0  # pixels per 128 of the frame left untouched at the frame's edge
+    feather: float = 12.0  # pixels per 128 of the frame over which the mask rises to 1
 
 
 @dataclass
 class FacePlan:
     face: Face
     status: str
-    weight: float = 0.0
     transform: np.ndarray | None = field(default=None, repr=False)  # photo → model-input frame
     crop: np.ndarray | None = field(default=None, repr=False)  # side×side×3 float32 in [0, 1]
 
     def to_dict(self) -> dict:
+        side = None if self.crop is None else int(self.crop.shape[0])
         return {**self.face.to_dict(), "inter_ocular": round(self.face.inter_ocular, 1), "status": self.status,
-                "weight": round(self.weight, 3)}
+                "frame": side}
 
 
 def model_side(scale: int) -> int:
     return FRAME // scale
 
 
-def face_weight(inter_ocular: float, scale: int, policy: RestorePolicy) -> tuple[str, float]:
-    """(status, blend weight) of a face by its size against the model's input framing."""
-    zoom = (INTER_OCULAR / scale) / max(inter_ocular, 1e-6)
-    if inter_ocular < policy.min_inter_ocular or zoom > policy.exact_zoom[1]:
-        return TOO_SMALL, 0.0
-    if zoom >= policy.full_weight_zoom:
-        return RESTORED, 1.0
-    if zoom < policy.exact_zoom[0]:
-        return TOO_LARGE, 0.0
-    return RESTORED, (zoom - policy.exact_zoom[0]) / (policy.full_weight_zoom - policy.exact_zoom[0])
+def face_status(face: Face, scale: int, policy: RestorePolicy) -> tuple[str, int]:
+    """(status, side of the model's input frame) of a face by its size against the training framing."""
+    side = model_side(scale)
+    zoom = (INTER_OCULAR / scale) / max(face.inter_ocular, 1e-6)
+    if face.inter_ocular < policy.min_inter_ocular or zoom > policy.max_zoom:
+        return TOO_SMALL, 0
+    frame = frame_side(face.landmarks, side)
+    if frame > policy.max_frame_factor * side:
+        return TOO_LARGE, 0
+    return RESTORED, frame
 
 
 def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePolicy) -> list[FacePlan]:
     """One plan per detected face, best score first; restorable ones carry their aligned model input."""
-    side = model_side(scale)
     plans, taken = [], 0
     for face in sorted(faces, key=lambda f: -f.score):
-        status, weight = face_weight(face.inter_ocular, scale, policy)
+        status, side = face_status(face, scale, policy)
         if status == RESTORED and face.score < policy.min_score:
-            status, weight = LOW_SCORE, 0.0
+            status = LOW_SCORE
         if status == RESTORED and taken >= policy.max_faces:
-            status, weight = OVER_LIMIT, 0.0
+            status = OVER_LIMIT
         if status != RESTORED:
             plans.append(FacePlan(face, status))
             continue
         taken += 1
-        transform = face_transform(face.landmarks, side, policy.exact_zoom if policy.whole_pixel_crops else None)
-        plans.append(FacePlan(face, status, weight, transform, np.clip(warp(rgb, transform, side), 0.0, 1.0)))
+        transform = face_transform(face.landmarks, side, policy.whole_pixel_crops)
+        plans.append(FacePlan(face, status, transform, np.clip(warp(rgb, transform, side), 0.0, 1.0)))
     return plans
 
 
@@ -111,8 +112,8 @@ def upscale_background(rgb: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(image.resize((image.width * scale, image.height * scale), Image.Resampling.BICUBIC))
 
 
-def _footprint(hr_transform: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
-    corners = apply(invert(hr_transform), np.array([[0, 0], [FRAME, 0], [0, FRAME], [FRAME, FRAME]], float))
+def _footprint(hr_transform: np.ndarray, side: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    corners = apply(invert(hr_transform), np.array([[0, 0], [side, 0], [0, side], [side, side]], float))
     x0, y0 = np.floor(corners.min(axis=0)).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
@@ -145,18 +146,25 @@ def _clusters(boxes: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, i
 
 def paste_faces(background: np.ndarray, restored: list[tuple[FacePlan, np.ndarray]], scale: int,
                 policy: RestorePolicy) -> np.ndarray:
-    """The upscaled photo (uint8) with each plan's restored face (uint8 128×128×3) pasted back."""
+    """The upscaled photo (uint8) with each plan's restored face (uint8, its frame × scale) pasted back."""
     height, width = background.shape[:2]
-    mask = feather_mask(FRAME, policy.feather_margin, policy.feather)
     layers, boxes = [], []
     for plan, face in restored:
         reference = to_uint8(cubic_upscale(plan.crop, scale)).astype(np.float32)
-        residual = (face.astype(np.float32) - reference) / 255.0
+        residual = face.astype(np.float32) - reference
+        # ±1 level is rounding, not detail: the model's cubic (ONNX Resize) and this one agree to
+        # 1e-5, but a value on a .5 tie rounds either way. Without this an identity model would
+        # move a pixel or two of a large frame by one level.
+        residual[np.abs(residual) <= 1.0] = 0.0
+        residual /= 255.0
+        side = residual.shape[0]
         hr_transform = plan.transform.copy()
         hr_transform[:, 2] *= scale  # same rotation and zoom; translation in upscaled pixels
-        box = _footprint(hr_transform, width, height)
+        box = _footprint(hr_transform, side, width, height)
         if box is not None:
-            layers.append((hr_transform, residual, mask * plan.weight))
+            per_frame = side / FRAME
+            layers.append((hr_transform, residual, feather_mask(side, policy.feather_margin * per_frame,
+                                                                 policy.feather * per_frame)))
             boxes.append(box)
     output = background.copy()
     for (x0, y0, x1, y1), members in _clusters(boxes):
@@ -179,12 +187,16 @@ def paste_faces(background: np.ndarray, restored: list[tuple[FacePlan, np.ndarra
 
 def restore_photo(rgb: np.ndarray, faces: list[Face], scale: int, run_model: Callable[[np.ndarray], list[np.ndarray]],
                   policy: RestorePolicy | None = None) -> tuple[np.ndarray, list[FacePlan]]:
-    """In-process restoration: ``run_model`` maps N×side×side×3 float crops to N restored uint8 faces."""
+    """In-process restoration: ``run_model`` maps N×side×side×3 float crops (one side per call) to N
+    restored uint8 faces."""
     policy = policy or RestorePolicy()
     plans = plan_faces(rgb, faces, scale, policy)
     todo = [plan for plan in plans if plan.crop is not None]
     background = upscale_background(rgb, scale)
     if not todo:
         return background, plans
-    restored = run_model(np.stack([plan.crop for plan in todo]))
-    return paste_faces(background, list(zip(todo, restored, strict=True)), scale, policy), plans
+    restored: dict[int, np.ndarray] = {}
+    for side in sorted({plan.crop.shape[0] for plan in todo}):  # one model run per frame size
+        group = [k for k, plan in enumerate(todo) if plan.crop.shape[0] == side]
+        restored.update(zip(group, run_model(np.stack([todo[k].crop for k in group])), strict=True))
+    return paste_faces(background, [(plan, restored[k]) for k, plan in enumerate(todo)], scale, policy), plans

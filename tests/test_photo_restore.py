@@ -30,7 +30,7 @@ from service.photo_restore import (
     TOO_LARGE,
     TOO_SMALL,
     RestorePolicy,
-    face_weight,
+    face_status,
     paste_faces,
     plan_faces,
     restore_photo,
@@ -63,11 +63,11 @@ def landmarks_for(eye_mid, inter_ocular, angle=0.0) -> np.ndarray:
 
 def test_face_transform_puts_the_eyes_where_the_models_expect_them():
     landmarks = landmarks_for((40.0, 30.0), 8.0, angle=0.2)
-    transform = face_transform(landmarks, 32, exact_zoom=None)  # never a plain crop: the similarity
+    transform = face_transform(landmarks, 32, whole_pixel=False)  # the similarity, not a plain crop
     np.testing.assert_allclose(apply(transform, landmarks[:2]), TEMPLATE[:2] / 4, atol=1e-6)
 
 
-def test_faces_near_the_model_size_are_whole_pixel_crops():
+def test_faces_are_whole_pixel_crops_by_default():
     landmarks = landmarks_for((40.3, 30.6), 9.0, angle=0.1)
     transform = face_transform(landmarks, 32)
     assert is_whole_pixel_shift(transform)
@@ -106,13 +106,39 @@ def test_feather_mask_is_zero_at_the_edge_and_one_inside():
 
 
 @pytest.mark.parametrize(
-    ("inter_ocular", "scale", "status", "weight"),
-    [(3.0, 4, TOO_SMALL, 0.0), (4.0, 4, TOO_SMALL, 0.0), (5.0, 4, RESTORED, 1.0), (11.2, 4, RESTORED, 1.0),
-     (16.0, 4, RESTORED, 1.0), (11.2 / 0.6, 4, RESTORED, 0.5), (23.0, 4, TOO_LARGE, 0.0), (5.6, 8, RESTORED, 1.0),
-     (2.4, 8, RESTORED, 1.0), (2.1, 8, TOO_SMALL, 0.0), (1.9, 8, TOO_SMALL, 0.0), (16.8, 8, TOO_LARGE, 0.0)],
+    ("inter_ocular", "scale", "status", "frame"),
+    [(3.0, 4, TOO_SMALL, 0), (4.0, 4, TOO_SMALL, 0), (5.0, 4, RESTORED, 32), (11.2, 4, RESTORED, 32),
+     (16.0, 4, RESTORED, 48), (23.0, 4, RESTORED, 68), (44.8, 4, RESTORED, 128), (50.0, 4, TOO_LARGE, 0),
+     (5.6, 8, RESTORED, 16), (2.4, 8, RESTORED, 16), (2.1, 8, TOO_SMALL, 0), (1.9, 8, TOO_SMALL, 0),
+     (16.8, 8, RESTORED, 48), (23.0, 8, TOO_LARGE, 0)],
 )
-def test_face_weight_by_size(inter_ocular, scale, status, weight):
-    assert face_weight(inter_ocular, scale, RestorePolicy()) == (status, pytest.approx(weight))
+def test_face_status_and_frame_by_size(inter_ocular, scale, status, frame):
+    face = Face((0, 0, 1, 1), 0.99, landmarks_for((100.0, 100.0), inter_ocular))
+    assert face_status(face, scale, RestorePolicy()) == (status, frame)
+
+
+def test_a_large_face_is_framed_at_its_own_size_in_the_training_framing():
+    photo = np.random.default_rng(5).uniform(0.2, 0.8, (120, 120, 3)).astype(np.float32)
+    face = Face((0, 0, 1, 1), 0.99, landmarks_for((60.0, 40.0), 22.4))  # twice the ×4 model's size
+    (plan,) = plan_faces(photo, [face], 4, RestorePolicy())
+    assert plan.status == RESTORED and plan.crop.shape == (64, 64, 3) and is_whole_pixel_shift(plan.transform)
+    eye_mid = apply(plan.transform, face.landmarks[:2]).mean(axis=0)
+    np.testing.assert_allclose(eye_mid, np.array(EYE_MID) / 2, atol=0.5)  # the template, at 64 px
+
+
+def test_faces_of_different_frame_sizes_run_in_one_model_call_per_size():
+    photo = np.random.default_rng(6).uniform(0.2, 0.8, (80, 260, 3)).astype(np.float32)
+    faces = [Face((0, 0, 1, 1), 0.99, landmarks_for((40.0 + 60 * k, 30.0), iod)) for k, iod in enumerate((11, 11.2, 16, 16))]
+    calls = []
+
+    def run(crops):
+        calls.append(crops.shape)
+        return identity_run(4)(crops)
+
+    output, plans = restore_photo(photo, faces, 4, run)
+    assert sorted(calls) == [(2, 32, 32, 3), (2, 48, 48, 3)]
+    assert [plan.status for plan in plans] == [RESTORED] * 4
+    np.testing.assert_array_equal(output, upscale_background(photo, 4))  # identity: exact at every size
 
 
 def photo_and_faces(count: int, inter_ocular: float = 11.0, spacing: float = 40.0):

@@ -120,9 +120,19 @@ def test_identity_model_gives_back_the_upscaled_photo_exactly(cluster):
 
 
 def test_faces_of_one_photo_run_in_one_batch(cluster):
-    response = restore(cluster.url, png_bytes(group_photo()), scale=4)
+    same_frame = ((40, 12, 20), (40, 80, 14), (40, 160, 10))  # three faces at the ×4 model's size
+    response = restore(cluster.url, png_bytes(group_photo(same_frame)), scale=4)
     assert response.status_code == 200
     assert response.headers["x-batch-sizes"] == "3,3,3"
+
+
+def test_faces_larger_than_the_model_run_in_frames_of_their_own_size(cluster):
+    response = restore(cluster.url, png_bytes(group_photo()), scale=4, report="json")
+    frames = sorted((face["inter_ocular"], face["frame"]) for face in response.json()["faces"])
+    assert [frame for _, frame in frames] == [32, 44, 56]  # 128/4 up to 11.2 px between the eyes, then wider
+    response = restore(cluster.url, png_bytes(group_photo()), scale=4)
+    assert response.status_code == 200 and response.headers["x-faces"] == "3"
+    assert sorted(response.headers["x-batch-sizes"].split(",")) == ["1", "1", "1"]  # one model run per frame size
 
 
 def test_a_photo_with_more_faces_than_the_queue_holds_is_429_with_retry_after(cluster):
