@@ -61,6 +61,21 @@ def test_the_prior_fixes_export_and_match_pytorch(tmp_path: Path) -> None:
     assert np.abs(actual - expected).max() <= 1e-4
 
 
+def test_flip_ensemble_is_the_mean_of_the_face_and_its_mirror(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    network = PortraitSR(load_model_config("tiny-x4")).eval()
+    lr = torch.rand(3, 3, 10, 14)
+    with torch.no_grad():
+        plain = network(lr).sr
+        mirrored = network(lr.flip(-1)).sr.flip(-1)
+        expected = ((plain + mirrored) / 2).clamp(0, 1).numpy()
+        assert np.abs(SRPath(network, flip_ensemble=True)(lr).numpy() - expected).max() <= 1e-5
+    session = open_session(export_onnx(network, tmp_path / "flip.onnx", flip_ensemble=True))
+    (actual,) = session.run(None, {"lr": lr.numpy()})
+    assert np.abs(actual - expected).max() <= 1e-4
+    assert np.abs(actual - plain.clamp(0, 1).numpy()).max() > 1e-3  # and it is not the plain model
+
+
 def test_export_writes_a_single_file(exported, tmp_path: Path) -> None:
     network, _, _ = exported
     path = export_onnx(network, tmp_path / "model.onnx")

@@ -48,10 +48,11 @@ def check_parity(
     batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
     sizes: Sequence[tuple[int, int]] | None = None,
     seed: int = 0,
+    flip_ensemble: bool = False,
 ) -> ParityResult:
     """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
     session = open_session(onnx_path)
-    reference = SRPath(net).eval()
+    reference = SRPath(net, flip_ensemble).eval()
     generator = torch.Generator().manual_seed(seed)
     cases = []
     for height, width in sizes or parity_sizes(net.config.scale):
@@ -67,6 +68,13 @@ def check_parity(
     return ParityResult(max(case["max_abs_diff"] for case in cases), cases)
 
 
+def weights_licence(checkpoint: dict[str, Any]) -> str:
+    """The weights' terms, naming every face set this stage trained on (docs/training-data.md)."""
+    trained_on = sorted(((checkpoint.get("data_summary") or {}).get("images") or {}).get("train", {}))
+    sets = ", ".join(trained_on) if trained_on else "the sets in docs/training-data.md"
+    return f"weights trained on faces from {sets} (docs/training-data.md): non-commercial research use only"
+
+
 def manifest_entry(
     name: str,
     onnx_path: Path,
@@ -75,6 +83,7 @@ def manifest_entry(
     parity: ParityResult,
     finetune_path: Path | None,
     metrics: dict[str, Any] | None,
+    flip_ensemble: bool = False,
 ) -> dict[str, Any]:
     config = checkpoint["model_config"]
     train_config = checkpoint.get("train_config", {})
@@ -89,6 +98,7 @@ def manifest_entry(
         "input_range": [0.0, 1.0],
         "layout": "NCHW float32 RGB",
         "model_config": config,
+        "flip_ensemble": flip_ensemble,  # the ONNX averages the face and its mirror image (model/export.py)
         "parameters_in_checkpoint": int(net_parameters),
         "training": {
             "config": train_config.get("name"),
@@ -110,7 +120,7 @@ def manifest_entry(
             ),
         },
         "parity": {"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
-        "licence": "weights trained on CelebA-HQ/CelebAMask-HQ and UTKFace faces: non-commercial research use only",
+        "licence": weights_licence(checkpoint),
         "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "exported_with": {"torch": torch.__version__, "python": platform.python_version()},
     }
@@ -156,6 +166,7 @@ def export_release(
     write_finetune_checkpoint: bool = True,
     tolerance: float = PARITY_TOLERANCE,
     reuse_onnx: bool = False,
+    flip_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Export `checkpoint_path` as `<release_dir>/<name>.onnx` (+ `<name>.pt`) and its manifest entry.
 
@@ -168,8 +179,8 @@ def export_release(
     net = network_from_checkpoint(checkpoint, source=str(checkpoint_path))
     onnx_path = release_dir / f"{name}.onnx"
     if not (reuse_onnx and onnx_path.is_file()):
-        export_onnx(net, onnx_path)
-    parity = check_parity(net, onnx_path)
+        export_onnx(net, onnx_path, flip_ensemble=flip_ensemble)
+    parity = check_parity(net, onnx_path, flip_ensemble=flip_ensemble)
     if not parity.passed(tolerance):
         raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} > {tolerance:g}: {parity.cases}")
     finetune_path = None
@@ -181,7 +192,7 @@ def export_release(
     metrics = None
     if evaluation_json is not None:
         metrics = summarize_evaluation(json.loads(Path(evaluation_json).read_text()))
-    entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics)
+    entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble)
     if write_manifest:
         entry["replaced"] = update_manifest(release_dir / "manifest.json", entry)
     return entry
