@@ -23,7 +23,7 @@ from service.images import OUTPUT_FORMATS, DecodedImage, ImageLimits, compose_ou
 from service.openapi import RESTORE_OPENAPI
 from service.photo_restore import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
 from service.protocol import Reply
-from service.routers.upscale import SCALES, check_parameters, check_reply
+from service.routers.upscale import FormatQuery, ScaleQuery, check_parameters, check_reply
 from service.settings import ServiceSettings
 from service.uploads import decode_upload, read_image_bytes
 
@@ -90,8 +90,8 @@ async def restore(
     broker: Broker,
     metrics: Metrics,
     detector: Detector,
-    scale: int = Query(4, description="upscaling factor: 4 or 8", json_schema_extra={"enum": list(SCALES)}),
-    format: str = Query("png", description="output format: png, jpeg or webp", json_schema_extra={"enum": list(OUTPUT_FORMATS)}),
+    scale: ScaleQuery = 4,
+    format: FormatQuery = "png",
     report: str = Query("image", description="`image` (the default) or `json`: the faces found, no image",
                         json_schema_extra={"enum": list(REPORTS)}),
 ) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -18,6 +19,11 @@ from service.settings import ServiceSettings
 from service.uploads import INLINE_CODEC_BYTES, decode_upload, read_image_bytes
 
 SCALES = (4, 8)
+# The query parameters /upscale and /restore share (each route sets its own default).
+ScaleQuery = Annotated[int, Query(description="upscaling factor: 4 or 8", json_schema_extra={"enum": list(SCALES)})]
+FormatQuery = Annotated[
+    str, Query(description="output format: png, jpeg or webp", json_schema_extra={"enum": list(OUTPUT_FORMATS)})
+]
 router = APIRouter()
 
 
@@ -68,8 +74,8 @@ async def upscale(
     settings: Settings,
     broker: Broker,
     metrics: Metrics,
-    scale: int = Query(8, description="upscaling factor: 4 or 8", json_schema_extra={"enum": list(SCALES)}),
-    format: str = Query("png", description="output format: png, jpeg or webp", json_schema_extra={"enum": list(OUTPUT_FORMATS)}),
+    scale: ScaleQuery = 8,
+    format: FormatQuery = "png",
 ) -> Response:
     started = time.perf_counter()
     request_id = request_id_of(request)
