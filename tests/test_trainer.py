@@ -15,7 +15,7 @@ from training_cache import write_generated_cache
 from training.checkpoint import load_checkpoint
 from training.config import load_train_config, train_config_from_dict
 from training.sampling import ResumableSampler
-from training.trainer import Trainer
+from training.trainer import NonFiniteTrainingError, Trainer
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -211,3 +211,18 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     with pytest.raises(ValueError, match="needs CUDA"):
         trainer.resolve_precision("fp16", cpu)
 
+
+
+def test_a_non_finite_step_stops_training_before_it_reaches_the_weights(cache, tmp_path):
+    trainer = Trainer(train_config_from_dict(tiny_config(cache, tmp_path)))
+    loader, _ = trainer._train_loader()
+    batch = next(iter(loader))
+    trainer.train_step(batch)
+    weights_before = {name: p.detach().clone() for name, p in trainer.net.named_parameters()}
+
+    poisoned = dict(batch, hr=batch["hr"].clone())
+    poisoned["hr"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteTrainingError, match="non-finite training step"):
+        trainer.train_step(poisoned)
+    for name, p in trainer.net.named_parameters():
+        assert torch.equal(p, weights_before[name]), name

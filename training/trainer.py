@@ -99,6 +99,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """A step produced a non-finite loss or gradient; raised before the optimizer applies it."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float):
+        self.step = step
+        super().__init__(
+            f"step {step}: non-finite training step (loss {loss}, gradient norm {grad_norm}); stopped "
+            "before the update, so the weights and every checkpoint stay finite. Resume from the "
+            "run's last.pt, and if it recurs try --set runtime.compile=false or runtime.precision=fp32"
+        )
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, context: DistributedContext | None = None):
         self.config = config
@@ -270,9 +282,14 @@ class Trainer:
         total, terms = self.loss_fn(output_to_float32(output), hr, parsing, self.net.diversity_loss())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if self.config.optim.grad_clip:
+        if self.config.optim.grad_clip or not self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip or math.inf)
+            # fp16's GradScaler skips non-finite steps by design; anywhere else one would turn every
+            # weight into NaN, and the next checkpoint with it. DDP has already averaged the
+            # gradients, so every rank sees the same norm and stops together.
+            if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
+                raise NonFiniteTrainingError(self.step + 1, float(total.detach()), float(grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         names = ["total", *sorted(terms)]

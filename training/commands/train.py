@@ -47,12 +47,17 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from training.config import load_train_config
     from training.distributed import shutdown_distributed
-    from training.trainer import Trainer
+    from training.trainer import NonFiniteTrainingError, Trainer
 
     config = load_train_config(args.config, _overrides(args))
     try:
         trainer = Trainer(config)
-        result = trainer.fit(resume=args.resume)
+        try:
+            result = trainer.fit(resume=args.resume)
+        except NonFiniteTrainingError as error:
+            if trainer.context.is_main:
+                print(f"{config.name}: {error}")
+            return 1
         if trainer.context.is_main:
             print(
                 f"{config.name}: {result['step']} steps in {result['train_seconds'] / 60:.1f} min, "
