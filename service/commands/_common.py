@@ -13,6 +13,29 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
 
+def add_file_arguments(parser: argparse.ArgumentParser, input_metavar: str, default_scale: int) -> None:
+    """What `upscale` and `restore` read and write: input files or folders, output folder, scale, format."""
+    from pathlib import Path
+
+    parser.add_argument("inputs", nargs="+", type=Path, metavar=input_metavar, help="image files or folders (searched recursively)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (created if missing)")
+    parser.add_argument("--scale", type=int, choices=(4, 8), default=default_scale, help=f"upscaling factor (default: {default_scale})")
+    parser.add_argument(
+        "--format", choices=("png", "jpeg", "webp"), default=None, dest="output_format",
+        help="output format (default: the input's, PNG for GIF and BMP)",
+    )  # fmt: skip
+
+
+def add_in_process_model_arguments(parser: argparse.ArgumentParser, batch_help: str) -> None:
+    """How `upscale` and `restore` run the shipped models in-process (ONNX Runtime)."""
+    from pathlib import Path
+
+    parser.add_argument("--batch-size", type=int, default=8, help=f"{batch_help} (default: 8)")
+    parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
+    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
+
+
 def settings_from_args(args: argparse.Namespace, **overrides):
     from service.settings import load_settings
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from service.commands._common import EXIT_USAGE
+from service.commands._common import (
+    EXIT_USAGE,
+    add_file_arguments,
+    add_in_process_model_arguments,
+    add_remote_arguments,
+)
 
 HELP = "restore the faces in whole photos (find, align, restore, paste back), in-process or with --url on a service"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from service.commands._common import add_remote_arguments
-
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="PHOTO", help="image files or folders (searched recursively)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (created if missing)")
-    parser.add_argument("--scale", type=int, choices=(4, 8), default=4, help="upscaling factor (default: 4)")
-    parser.add_argument(
-        "--format", choices=("png", "jpeg", "webp"), default=None, dest="output_format",
-        help="output format (default: the input's, PNG for GIF and BMP)",
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="faces per model run (default: 8)")
-    parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
+    add_file_arguments(parser, input_metavar="PHOTO", default_scale=4)
+    add_in_process_model_arguments(parser, batch_help="faces per model run")
     parser.add_argument(
         "--max-output-side", type=int, default=4096, metavar="PIXELS",
         help="refuse photos whose output would have a longer side, as the API does (default: 4096)",

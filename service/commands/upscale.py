@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from service.commands._common import EXIT_USAGE
+from service.commands._common import (
+    EXIT_USAGE,
+    add_file_arguments,
+    add_in_process_model_arguments,
+    add_remote_arguments,
+)
 
 HELP = "upscale image files or folders with the shipped ONNX models (no server needed)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders (searched recursively)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder (created if missing)")
-    parser.add_argument("--scale", type=int, choices=(4, 8), default=8, help="upscaling factor (default: 8)")
-    parser.add_argument(
-        "--format", choices=("png", "jpeg", "webp"), default=None, dest="output_format",
-        help="output format (default: the input's, PNG for GIF and BMP)",
-    )
+    add_file_arguments(parser, input_metavar="INPUT", default_scale=8)
     parser.add_argument(
         "--compare", action="store_true",
         help="also write NAME_compare.png: input (nearest), bicubic and PortraitSR side by side",
@@ -27,16 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare-zoom", type=int, default=1, metavar="N",
         help="enlarge the comparison panels N times with nearest neighbour (default: 1)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="same-size images per model run (default: 8)")
-    parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
+    add_in_process_model_arguments(parser, batch_help="same-size images per model run")
     parser.add_argument(
         "--max-output-side", type=int, default=512, metavar="PIXELS",
         help="refuse inputs whose output would have a longer side, as the API does (default: 512: 64-px inputs at x8)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from service.commands._common import add_remote_arguments
 
     add_remote_arguments(parser)
 
