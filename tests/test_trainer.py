@@ -212,7 +212,6 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
         trainer.resolve_precision("fp16", cpu)
 
 
-
 def test_a_non_finite_step_stops_training_before_it_reaches_the_weights(cache, tmp_path):
     trainer = Trainer(train_config_from_dict(tiny_config(cache, tmp_path)))
     loader, _ = trainer._train_loader()
