@@ -164,21 +164,23 @@ def background(height: int, width: int, seed: int) -> Image.Image:
     return Image.fromarray(np.clip(array * 255, 0, 255).astype(np.uint8))
 
 
-def compose(faces, inter_ocular: float, seed: int) -> tuple[Image.Image, list[np.ndarray]]:
-    """The faces shrunk to ``inter_ocular`` and laid out on a grid with jitter; their landmarks in the picture."""
+def compose(faces, inter_ocular: float, seed: int, margin: int = 8,
+            jitter: bool = True) -> tuple[Image.Image, list[np.ndarray]]:
+    """The faces shrunk to ``inter_ocular`` and laid out PER_ROW to a row (each moved at random
+    within its cell when ``jitter``) on a face-free background; their landmarks in the picture."""
     tiles = []
     for image, points in faces:
         scale = inter_ocular / np.linalg.norm(points[1] - points[0])
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         tiles.append((image.resize(size, Image.Resampling.LANCZOS), points * np.array(size) / np.array(image.size)))
-    cell = max(max(t.width, t.height) for t, _ in tiles) + 8
+    cell = max(max(t.width, t.height) for t, _ in tiles) + margin
     rows = -(-len(tiles) // PER_ROW)
-    canvas = background(rows * cell + 16, PER_ROW * cell + 16, seed)
+    canvas = background(rows * cell + 2 * margin, PER_ROW * cell + 2 * margin, seed)
     rng = np.random.default_rng(seed)
     truths = []
     for k, (tile, points) in enumerate(tiles):
-        x = 8 + (k % PER_ROW) * cell + int(rng.integers(0, cell - tile.width + 1))
-        y = 8 + (k // PER_ROW) * cell + int(rng.integers(0, cell - tile.height + 1))
+        x = margin + (k % PER_ROW) * cell + (int(rng.integers(0, cell - tile.width + 1)) if jitter else 0)
+        y = margin + (k // PER_ROW) * cell + (int(rng.integers(0, cell - tile.height + 1)) if jitter else 0)
         canvas.paste(tile, (x, y))
         truths.append(points + [x, y])
     return canvas, truths

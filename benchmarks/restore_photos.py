@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.face_detection import background
+from benchmarks.face_detection import PER_ROW, background, compose
 from benchmarks.held_out_faces import held_out_faces
 from service.face_detector import FaceDetector
 from service.inference import ModelRunner
@@ -34,24 +34,12 @@ from training.metrics import psnr_y
 
 INTER_OCULAR = {4: (5, 6, 8, 10, 12, 14, 18, 22, 28, 36), 8: (3, 4, 5, 6, 7, 9, 11, 14, 18)}
 POOLED_FROM = {4: 10, 8: 5}  # the bar: faces at least this far between the eyes
-PER_ROW, ROWS = 4, 2
+ROWS = 2  # faces per photo: PER_ROW × ROWS
 
 
 def compose_hr(faces, inter_ocular_hr: float, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """High-resolution group photo (uint8) and each face's five landmarks in it."""
-    tiles = []
-    for image, points in faces:
-        scale = inter_ocular_hr / np.linalg.norm(points[1] - points[0])
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        tiles.append((image.resize(size, Image.Resampling.LANCZOS), points * np.array(size) / np.array(image.size)))
-    cell = max(max(t.width, t.height) for t, _ in tiles) + 16
-    rows = -(-len(tiles) // PER_ROW)
-    canvas = background(rows * cell + 32, PER_ROW * cell + 32, seed)
-    truths = []
-    for k, (tile, points) in enumerate(tiles):
-        x, y = 16 + (k % PER_ROW) * cell, 16 + (k // PER_ROW) * cell
-        canvas.paste(tile, (x, y))
-        truths.append(points + [x, y])
+    canvas, truths = compose(faces, inter_ocular_hr, seed, margin=16, jitter=False)
     return np.asarray(canvas), truths
 
 
