@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's pictures (docs/images/): --compare strips and a screenshot of the web page, made
+# The README's pictures (docs/images/): --compare strips and screenshots of the web page, made
 # with the shipped models (or the manifest given as $1). Run by hand after a new release.
 #
 # The example face is NASA's portrait of astronaut Eileen Collins (public domain, "no known
@@ -48,8 +48,9 @@ for pair in "16 8" "32 4"; do
   cp "$out/x$2/astronaut-face-$1_compare.png" "$images/compare-x$2.png"
 done
 
-# The browser test takes the screenshot; these variables make it use the shipped models and the
-# example face, and copy the picture to docs/images/web-page.png.
+# The browser tests take the screenshots; these variables make them use the shipped models and the
+# example face (and, in photo mode, the photo scripts/make-restore-picture.sh leaves), and copy the
+# pictures to docs/images/web-page.png and web-page-photo.png.
 PORTRAITSR_UPDATE_SCREENSHOT=1 PORTRAITSR_WEB_TEST_MANIFEST="$manifest" \
-  "$python" -m pytest tests/test_web_page.py -q -k "upscales and 16"
+  "$python" -m pytest tests/test_web_page.py -q -k "upscales and 16 or photo_mode"
 ls -l "$images"
