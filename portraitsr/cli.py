@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "fetch-weights": "training.commands.fetch_weights",
     "train": "training.commands.train",
     "evaluate": "training.commands.evaluate",
+    "average-checkpoints": "training.commands.average_checkpoints",
     "export": "training.commands.export",
     "diagnose-priors": "training.commands.diagnose_priors",
     # service

@@ -12,7 +12,8 @@ import torch
 import yaml
 from training_cache import write_generated_cache
 
-from training.checkpoint import load_checkpoint
+from portraitsr.cli import main as portraitsr_main
+from training.checkpoint import average_checkpoints, load_checkpoint, network_from_checkpoint
 from training.config import load_train_config, train_config_from_dict
 from training.sampling import ResumableSampler
 from training.trainer import NonFiniteTrainingError, Trainer
@@ -122,6 +123,36 @@ def test_checkpoint_holds_what_resume_and_release_need(cache, tmp_path):
     assert (tmp_path / "train.csv").read_text().splitlines()[0].startswith("step,epoch,lr,total")
     val_rows = (tmp_path / "val.csv").read_text().splitlines()
     assert val_rows[0].split(",")[:3] == ["step", "psnr_y", "bicubic_psnr_y"] and len(val_rows) == 2
+
+
+def test_keep_every_survives_pruning_and_average_checkpoints_takes_the_mean(cache, tmp_path):
+    config = tiny_config(cache, tmp_path, max_steps=6, checkpoint_every=1, keep_checkpoints=1, keep_every=2)
+    Trainer(train_config_from_dict(config)).fit()
+    # Multiples of 2 are protected; of the others (1, 3, 5) only the newest one is kept.
+    assert sorted(int(path.stem[5:]) for path in tmp_path.glob("step-*.pt")) == [2, 4, 5, 6]
+    kept = [load_checkpoint(tmp_path / f"step-{step:07d}.pt") for step in (2, 4, 6)]
+    averaged_path = tmp_path / "averaged.pt"
+    arguments = ["average-checkpoints", *(str(tmp_path / f"step-{step:07d}.pt") for step in (6, 2, 4))]
+    assert portraitsr_main([*arguments, "-o", str(averaged_path)]) == 0
+    averaged = load_checkpoint(averaged_path)
+    assert averaged["averaged_steps"] == [2, 4, 6] and averaged["step"] == 6
+    assert "optimizer" not in averaged and averaged["train_seconds"] == kept[-1]["train_seconds"]
+    changed = 0
+    for name, value in averaged["model"].items():
+        if value.is_floating_point():
+            mean = sum(checkpoint["model"][name].double() for checkpoint in kept) / 3
+            assert torch.allclose(value.double(), mean, atol=1e-6), name
+            changed += not torch.equal(value, kept[-1]["model"][name])
+    assert changed > 0  # the weights moved between the steps, so the mean is not the newest
+    network_from_checkpoint(averaged)  # loads as a network, as export and evaluate need
+
+
+def test_average_checkpoints_refuses_checkpoints_of_different_models():
+    checkpoint = {"model": {"weight": torch.zeros(2)}, "model_config": {"scale": 8}, "step": 1}
+    with pytest.raises(ValueError, match="different model configurations"):
+        average_checkpoints([checkpoint, checkpoint | {"model_config": {"scale": 4}}])
+    with pytest.raises(ValueError, match="different parameters"):
+        average_checkpoints([checkpoint, checkpoint | {"model": {"bias": torch.zeros(2)}}])
 
 
 def test_two_cpu_processes_under_torchrun_end_with_identical_weights(cache, tmp_path):

@@ -8,7 +8,8 @@ A checkpoint is a dict::
      "data_summary": dict}
 
 `model` is the plain (not DDP-wrapped) network's state dict, so a checkpoint loads the same with
-or without DDP. A fine-tuning checkpoint (`slim_checkpoint`) keeps only the model part.
+or without DDP. A fine-tuning checkpoint (`slim_checkpoint`) keeps only the model part; `average_checkpoints`
+makes one from the mean weights of several checkpoints of a run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from model.network import PortraitSR
 
 FINETUNE_KEYS = (
     "model", "model_config", "train_config", "step", "train_seconds", "hardware", "precision", "data_summary",
-    "previous_stages",
+    "previous_stages", "averaged_steps",
 )  # fmt: skip
 
 
@@ -89,3 +90,30 @@ def network_from_checkpoint(
 def slim_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Model weights, configuration and provenance only: no optimizer state, no random states."""
     return {key: checkpoint[key] for key in FINETUNE_KEYS if key in checkpoint}
+
+
+def average_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """A slim checkpoint whose weights are the mean of ``checkpoints`` (oldest first).
+
+    Weight averaging over the checkpoints of one run smooths out the noise of the last steps
+    (stochastic weight averaging, Izmailov et al. 2018). Provenance is the newest checkpoint's (its
+    step and training time cover them all) plus ``averaged_steps``, the steps that were averaged.
+    """
+    if not checkpoints:
+        raise ValueError("nothing to average")
+    newest = checkpoints[-1]
+    configs = {repr(sorted(checkpoint.get("model_config", {}).items())) for checkpoint in checkpoints}
+    if len(configs) > 1:
+        raise ValueError("the checkpoints hold different model configurations: average one run's checkpoints")
+    states = [checkpoint["model"] for checkpoint in checkpoints]
+    if any(state.keys() != states[-1].keys() for state in states):
+        raise ValueError("the checkpoints hold different parameters")
+    averaged = {}
+    for key, newest_value in states[-1].items():
+        if newest_value.is_floating_point():
+            total = sum(state[key].double() for state in states)
+            averaged[key] = (total / len(states)).to(newest_value.dtype)
+        else:  # integer buffers (counters, indices) are not averaged: the newest ones are kept
+            averaged[key] = newest_value
+    steps = [checkpoint.get("step") for checkpoint in checkpoints]
+    return slim_checkpoint(newest) | {"model": averaged, "averaged_steps": steps}

@@ -64,6 +64,8 @@ class ScheduleConfig:
     val_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 2  # numbered step checkpoints kept besides last.pt and best.pt
+    # Step checkpoints at multiples of this are kept as well (0: none), for `average-checkpoints`.
+    keep_every: int = 0
 
 
 @dataclass

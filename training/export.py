@@ -111,6 +111,7 @@ def manifest_entry(
             "optimizer": train_config.get("optim"),
             "data": checkpoint.get("data_summary"),
             "best_val_psnr_y": checkpoint.get("best_val_psnr"),
+            "averaged_steps": checkpoint.get("averaged_steps"),  # weights averaged over these steps, or null
             # Fine-tuned models: the stages before this one (oldest first) and the whole time.
             "previous_stages": checkpoint.get("previous_stages", []),
             "total_train_seconds": round(

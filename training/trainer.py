@@ -228,7 +228,11 @@ class Trainer:
         self._prune_step_checkpoints()
 
     def _prune_step_checkpoints(self) -> None:
-        numbered = sorted(self.run_dir.glob("step-*.pt"), key=lambda path: int(path.stem.split("-")[1]))
+        keep_every = self.config.schedule.keep_every
+        numbered = sorted(
+            (path for path in self.run_dir.glob("step-*.pt") if not keep_every or checkpoint_step(path) % keep_every),
+            key=checkpoint_step,
+        )
         for path in numbered[: max(0, len(numbered) - self.config.schedule.keep_checkpoints)]:
             path.unlink()
 
@@ -402,6 +406,11 @@ class Trainer:
         )
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step of a numbered checkpoint, ``step-0001500.pt`` → 1500."""
+    return int(path.stem.split("-")[1])
+
+
 def stage_summary(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """What a checkpoint's own training stage was: recorded in the checkpoints fine-tuned from it."""
     train_config = checkpoint["train_config"]
@@ -416,6 +425,7 @@ def stage_summary(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any
         "loss_weights": train_config["loss"],
         "optimizer": train_config["optim"],
         "data": {"cache_dir": train_config["data"]["cache_dir"], "images": checkpoint["data_summary"].get("images")},
+        "averaged_steps": checkpoint.get("averaged_steps"),  # set when `average-checkpoints` made it
     }
 
 
