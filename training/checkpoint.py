@@ -93,7 +93,7 @@ def slim_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def average_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-    """A slim checkpoint whose weights are the mean of ``checkpoints`` (oldest first).
+    """A slim checkpoint whose weights are the mean of ``checkpoints`` (in any order).
 
     Weight averaging over the checkpoints of one run smooths out the noise of the last steps
     (stochastic weight averaging, Izmailov et al. 2018). Provenance is the newest checkpoint's (its
@@ -101,6 +101,7 @@ def average_checkpoints(checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not checkpoints:
         raise ValueError("nothing to average")
+    checkpoints = sorted(checkpoints, key=lambda checkpoint: checkpoint.get("step") or 0)
     newest = checkpoints[-1]
     configs = {repr(sorted(checkpoint.get("model_config", {}).items())) for checkpoint in checkpoints}
     if len(configs) > 1:

@@ -16,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from training.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
 
-    # Oldest first, so the newest checkpoint's provenance is the averaged one's.
-    checkpoints = sorted((load_checkpoint(path) for path in args.checkpoints), key=lambda c: c.get("step") or 0)
-    averaged = average_checkpoints(checkpoints)
+    averaged = average_checkpoints([load_checkpoint(path) for path in args.checkpoints])
     save_checkpoint(averaged, args.output)
-    print(f"{args.output}: the mean of {len(checkpoints)} checkpoints (steps {averaged['averaged_steps']})")
+    print(f"{args.output}: the mean of {len(args.checkpoints)} checkpoints (steps {averaged['averaged_steps']})")
     return 0
