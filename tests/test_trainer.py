@@ -97,6 +97,25 @@ def test_init_from_starts_a_fresh_run_from_the_checkpoint_weights(cache, tmp_pat
         assert torch.equal(tensor, finetune.net.state_dict()[name]), name
 
 
+def test_init_from_a_shallower_checkpoint_grows_it_into_the_deeper_model(cache, tmp_path):
+    pretrained = Trainer(train_config_from_dict(tiny_config(cache, tmp_path / "pretrained", max_steps=1)))
+    pretrained.fit()
+    config = tiny_config(cache, tmp_path / "grown", max_steps=0)
+    config["init_from"] = str(tmp_path / "pretrained" / "last.pt")
+    config["model_overrides"] = {"num_blocks": [1, 1, 1, 2]}
+    grown = Trainer(train_config_from_dict(config))
+    grown.fit()
+    state = grown.net.state_dict()
+    for name, tensor in pretrained.net.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert not state["encoder.latent.1.attn.project_out.weight"].any()
+    assert grown.previous_stages[0]["steps"] == 1
+
+    config["model_overrides"] = {"dim": 16, "heads": [1, 1, 2, 2]}
+    with pytest.raises(ValueError, match="only depths may grow"):
+        Trainer(train_config_from_dict(config)).fit()
+
+
 def test_without_reconstruction_loss_the_branch_is_skipped_and_the_dictionary_frozen(cache, tmp_path):
     config = tiny_config(cache, tmp_path)
     config["loss"] |= {"reconstruction": 0.0, "diversity": 0.0}

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from model.config import ModelConfig, load_model_config
+from model.growth import growth_changes, load_grown
 from model.network import PortraitSR
 from training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from training.config import TrainConfig
@@ -259,8 +260,19 @@ class Trainer:
         restore_rng_state(rng_states[self.context.rank % len(rng_states)])
 
     def load_weights(self, path: str | Path) -> None:
-        """Network weights only (fine-tuning): optimizer, schedule and step start afresh."""
-        checkpoint = self._load_matching_checkpoint(path)
+        """Network weights only (fine-tuning): optimizer, schedule and step start afresh.
+
+        A checkpoint of a shallower model of the same family starts a deeper one: its blocks keep
+        their weights and the new ones start as identities (model/growth.py).
+        """
+        checkpoint = load_checkpoint(path)
+        saved_config = ModelConfig.from_dict(checkpoint["model_config"])
+        if growth_changes(saved_config, self.model_config):
+            new_blocks = load_grown(self.net, checkpoint["model"], saved_config, self.model_config)
+            if self.context.is_main:
+                print(f"grew {path} into {self.model_config.name}: {len(new_blocks)} new blocks start as identities")
+        else:
+            checkpoint = self._load_matching_checkpoint(path)
         self.previous_stages = [*checkpoint.get("previous_stages", []), stage_summary(checkpoint, path)]
 
     # --------------------------------------------------------------------------- training
