@@ -237,17 +237,16 @@ class Trainer:
         for path in numbered[: max(0, len(numbered) - self.config.schedule.keep_checkpoints)]:
             path.unlink()
 
-    def _load_matching_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        """The checkpoint at `path`, its weights loaded into the network; its model config must be ours."""
-        checkpoint = load_checkpoint(path)
+    def _load_matching_network(self, checkpoint: dict[str, Any], path: str | Path) -> None:
+        """The checkpoint's weights into the network; its model config must be ours."""
         saved_config = ModelConfig.from_dict(checkpoint["model_config"])
         if saved_config != self.model_config:
             raise ValueError(f"{path} was trained with a different model config: {saved_config} vs {self.model_config}")
         self.net.load_state_dict(checkpoint["model"])
-        return checkpoint
 
     def load(self, path: str | Path) -> None:
-        checkpoint = self._load_matching_checkpoint(path)
+        checkpoint = load_checkpoint(path)
+        self._load_matching_network(checkpoint, path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = checkpoint["step"]
@@ -272,7 +271,7 @@ class Trainer:
             if self.context.is_main:
                 print(f"grew {path} into {self.model_config.name}: {len(new_blocks)} new blocks start as identities")
         else:
-            checkpoint = self._load_matching_checkpoint(path)
+            self._load_matching_network(checkpoint, path)
         self.previous_stages = [*checkpoint.get("previous_stages", []), stage_summary(checkpoint, path)]
 
     # --------------------------------------------------------------------------- training
