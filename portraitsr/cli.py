@@ -17,12 +17,14 @@ COMMANDS: dict[str, str] = {
     "model-info": "model.commands.model_info",
     # training
     "prepare-data": "training.commands.prepare_data",
+    "pack-data": "training.commands.pack_data",
     "fetch-weights": "training.commands.fetch_weights",
     "train": "training.commands.train",
     "evaluate": "training.commands.evaluate",
     "average-checkpoints": "training.commands.average_checkpoints",
     "export": "training.commands.export",
     "diagnose-priors": "training.commands.diagnose_priors",
+    "gpu-train": "training.commands.gpu_train",
     # service
     "api": "service.commands.api",
     "worker": "service.commands.worker",

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 INDEX_FILE = "index.json"
+HR_FILE = "hr.npy"
+PARSING_FILE = "parsing.npy"
 SPLITS = ("train", "val")
 
 
@@ -67,7 +69,7 @@ class TrainingCache:
         return {
             "hr": self.hr(),
             "lr": np.load(self.lr_path(scale), mmap_mode="r"),
-            "parsing": np.load(self.folder / "parsing.npy", mmap_mode="r"),
+            "parsing": self.parsing(),
         }
 
     def split_arrays(self, split: str, scale: int, limit: int = 0) -> dict[str, np.ndarray]:
@@ -77,7 +79,14 @@ class TrainingCache:
         return {name: np.asarray(array[rows]) for name, array in self.arrays(scale).items()}
 
     def hr(self) -> np.ndarray:
-        return np.load(self.folder / "hr.npy", mmap_mode="r")
+        return np.load(self.folder / HR_FILE, mmap_mode="r")
+
+    def parsing(self) -> np.ndarray:
+        return np.load(self.folder / PARSING_FILE, mmap_mode="r")
+
+    def scales(self) -> list[int]:
+        """The scales this cache holds LR images for (its ``lr_x{s}.npy`` files)."""
+        return sorted(int(path.stem.removeprefix("lr_x")) for path in self.folder.glob(lr_file("*")))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per split and source dataset."""
