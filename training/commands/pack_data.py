@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", dest="image_format", choices=["webp", "jpeg"], default="webp")
     parser.add_argument("--quality", type=int, default=90, help="WebP/JPEG quality of the faces (default: 90)")
     parser.add_argument(
-        "--weights-from", default="gpu-x8",
-        help="training config whose data.oversample gives the source weights (default: gpu-x8)",
+        "--weights-from", default="gpu-x8-grow",
+        help="training config whose data.oversample gives the source weights (default: gpu-x8-grow)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the weighted order of training faces")
 
