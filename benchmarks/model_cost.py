@@ -89,6 +89,7 @@ def measure(name: str, threads: int, seconds: float) -> dict:
             "train_faces_per_s": round(H100_BF16_FLOPS * share / train_flops),
             "note": "estimate from MACs and the assumed share of peak, not a measurement",
         },
+        "config": info["config"],  # the whole model config: a row can be rebuilt from it
     }
 
 

@@ -7,7 +7,8 @@ docs/training.md#one-gpu-call):
 2. train the recipe in a subprocess (`portraitsr train`) whose time budget is what the call's
    deadline leaves after the steps that follow (``reserve``); a subprocess still running at the
    training deadline is stopped and its last checkpoint used; one that fails before its first
-   checkpoint with torch.compile on is run again without it;
+   checkpoint with torch.compile on is run again without it; meanwhile the best checkpoint's
+   weights are kept in ``out``, where a command killed at its limit still brings them back;
 3. export the best checkpoint to ONNX with the parity check and write its fine-tuning checkpoint
    (training.export);
 4. score it and the current release through ONNX Runtime on the pack's held-out faces;
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +90,9 @@ class Report:
 
 
 def run_call(settings: CallSettings) -> int:
-    """The whole call; 0 when a model came back within the return limits, else non-zero."""
+    """The whole call. Exit status 0: every step ran and ``out`` is within the return limits;
+    1: training left no model; 2: it could not start (imports, pack); 3: a model came back but a
+    step failed or something in ``out`` would stay behind (report.json says which)."""
     deadline = Deadline(settings.minutes)
     settings.out.mkdir(parents=True, exist_ok=True)
     report = Report(settings.out)
@@ -96,10 +100,15 @@ def run_call(settings: CallSettings) -> int:
     if missing:
         print(f"gpu-train: cannot train without {', '.join(missing)}: carry their wheels (docs/training.md)")
         return 2
-    from training.data.pack import read_manifest, unpack
+    from training.data.pack import PackError, read_manifest, unpack
 
     clock = time.monotonic()
-    cache = unpack(settings.pack, settings.work / "cache")
+    try:
+        cache = unpack(settings.pack, settings.work / "cache")
+    except PackError as error:
+        print(f"gpu-train: {error} (is data-pack/ carried?)")
+        report.step("unpack", time.monotonic() - clock, "failed", error=str(error))
+        return 2
     manifest = read_manifest(settings.pack)
     report.data["pack"] = _pack_summary(manifest)
     report.step("unpack", time.monotonic() - clock, "ok", faces=manifest["faces"])
@@ -108,7 +117,7 @@ def run_call(settings: CallSettings) -> int:
     config = _load_config(settings.config, overrides)
     name = settings.name or config.name
     report.data["config"] = config.to_dict()
-    checkpoint = _train(settings, overrides, config, deadline, report)
+    checkpoint = _train(settings, overrides, config, deadline, report, settings.out / f"{name}.pt")
     if checkpoint is None:
         print("gpu-train: training left no checkpoint; nothing to bring back")
         _finish(settings, report, deadline)
@@ -116,9 +125,10 @@ def run_call(settings: CallSettings) -> int:
     files = _export(checkpoint, name, settings, report, exportable=not report.data["environment"]["missing_for_export"])
     if "onnx" in files:
         _score_held_out(files["onnx"], cache, config, report)
-    returned = _return_files(files, settings.out, report)
+    _return_files(files, settings.out, report)
     problems = _finish(settings, report, deadline)
-    return 0 if returned and not problems else 3
+    failed = [name for name, step in report.data["steps"].items() if step["status"] != "ok"]
+    return 3 if failed or problems else 0
 
 
 # ------------------------------------------------------------------------------------ steps
@@ -129,8 +139,6 @@ def _check_imports(report: Report) -> list[str]:
             versions[module] = getattr(importlib.import_module(module), "__version__", "?")
         except ImportError:
             missing.append(module)
-    import torch  # noqa: F401 - checked above when it matters
-
     report.data["environment"] = {
         "python": platform.python_version(),
         "versions": versions,
@@ -173,8 +181,12 @@ def _load_config(config: str, overrides: list[str]):
     return load_train_config(config, overrides)
 
 
-def _train(settings: CallSettings, overrides: list[str], config, deadline: Deadline, report: Report) -> Path | None:
-    """Run the trainer; the checkpoint to export (best, else last), or None."""
+def _train(
+    settings: CallSettings, overrides: list[str], config, deadline: Deadline, report: Report, mirror: Path
+) -> Path | None:
+    """Run the trainer; the checkpoint to export (best, else last), or None. While it runs, the best
+    checkpoint's weights are kept at ``mirror`` (in ``out``), so that even a command killed at its
+    limit brings back the best model so far."""
     run_dir = config.run_dir
     attempts = [overrides]
     if config.runtime.compile:
@@ -188,7 +200,7 @@ def _train(settings: CallSettings, overrides: list[str], config, deadline: Deadl
         command = [sys.executable, "-m", "portraitsr", "train", "--config", settings.config,
                    *[f"--set={item}" for item in [*attempt, f"schedule.time_budget_minutes={budget:.3f}"]]]  # fmt: skip
         print(f"gpu-train: training for {budget:.2f} min of train time, stopped by {stop_at / 60:.2f} min from now")
-        status, tail = _supervise(command, stop_at, run_dir)
+        status, tail = _supervise(command, stop_at, lambda: _heartbeat(run_dir, mirror))
         checkpoints = [run_dir / name for name in ("best.pt", "last.pt") if (run_dir / name).is_file()]
         done = status == 0 or checkpoints or number == len(attempts) - 1 or deadline.left() < 120
         if done:
@@ -206,9 +218,9 @@ def _train(settings: CallSettings, overrides: list[str], config, deadline: Deadl
     return checkpoints[0] if checkpoints else None
 
 
-def _supervise(command: list[str], stop_after: float, run_dir: Path) -> tuple[int | str, list[str]]:
-    """Run ``command``, echo its output, stop it after ``stop_after`` seconds; (exit status or
-    "stopped", its last output lines)."""
+def _supervise(command: list[str], stop_after: float, heartbeat: Callable[[], None]) -> tuple[int | str, list[str]]:
+    """Run ``command``, echo its output, call ``heartbeat`` every minute, stop it after
+    ``stop_after`` seconds; (exit status or "stopped", its last output lines)."""
     environment = os.environ | {"TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}  # train.csv has the progress
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -230,7 +242,7 @@ def _supervise(command: list[str], stop_after: float, run_dir: Path) -> tuple[in
         try:
             process.wait(timeout=min(HEARTBEAT_SECONDS, max(0.1, end - time.monotonic())))
         except subprocess.TimeoutExpired:
-            _heartbeat(run_dir)
+            heartbeat()
     reader.join(timeout=5)
     return process.returncode, list(tail)
 
@@ -241,12 +253,18 @@ def _echo(stream, tail: collections.deque[str]) -> None:
         tail.append(line.rstrip())
 
 
-def _heartbeat(run_dir: Path) -> None:
+def _heartbeat(run_dir: Path, mirror: Path) -> None:
+    """Progress into the log, and the best checkpoint's weights into ``mirror`` when it is newer."""
     rows = _csv_rows(run_dir / "train.csv")
     if rows:
         row = rows[-1]
         print(f"gpu-train: step {row['step']}, {float(row['images_per_s']):.0f} faces/s, "
               f"loss {float(row['total']):.4f}, {float(row['train_seconds']):.0f} s of training", flush=True)  # fmt: skip
+    best = run_dir / "best.pt"
+    if best.is_file() and (not mirror.is_file() or mirror.stat().st_mtime < best.stat().st_mtime):
+        from training.checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+
+        save_checkpoint(slim_checkpoint(load_checkpoint(best)), mirror)  # best.pt is replaced atomically
 
 
 def _training_summary(run_dir: Path, config) -> dict[str, Any]:
@@ -354,7 +372,7 @@ def held_out_summary(scored: dict[str, dict[str, Any]], dataset_of: dict[str, st
     return summary
 
 
-def _return_files(files: dict[str, Path], out: Path, report: Report) -> list[str]:
+def _return_files(files: dict[str, Path], out: Path, report: Report) -> None:
     """Copy the model files into ``out``, split where one would be too large to come back."""
     from training.transfer_limits import split_for_return
 
@@ -365,7 +383,6 @@ def _return_files(files: dict[str, Path], out: Path, report: Report) -> list[str
             shutil.copyfile(path, target)
             returned += [part.name for part in split_for_return(target)]
     report.data["returned_model_files"] = returned
-    return returned
 
 
 def _finish(settings: CallSettings, report: Report, deadline: Deadline) -> list[str]:
