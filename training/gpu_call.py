@@ -127,7 +127,7 @@ def run_call(settings: CallSettings) -> int:
         _score_held_out(files["onnx"], cache, config, report)
     _return_files(files, settings.out, report)
     problems = _finish(settings, report, deadline)
-    failed = [name for name, step in report.data["steps"].items() if step["status"] != "ok"]
+    failed = [step for step, result in report.data["steps"].items() if result["status"] != "ok"]
     return 3 if failed or problems else 0
 
 
@@ -200,8 +200,13 @@ def _train(
         command = [sys.executable, "-m", "portraitsr", "train", "--config", settings.config,
                    *[f"--set={item}" for item in [*attempt, f"schedule.time_budget_minutes={budget:.3f}"]]]  # fmt: skip
         print(f"gpu-train: training for {budget:.2f} min of train time, stopped by {stop_at / 60:.2f} min from now")
-        status, tail = _supervise(command, stop_at, lambda: _heartbeat(run_dir, mirror))
-        checkpoints = [run_dir / name for name in ("best.pt", "last.pt") if (run_dir / name).is_file()]
+        # A trainer with no checkpoint at its deadline may use two thirds of the reserve: without a
+        # checkpoint nothing would come back, and a small model's export needs less than all of it.
+        grace = 40.0 * settings.reserve_minutes
+        status, tail = _supervise(
+            command, stop_at, lambda: _heartbeat(run_dir, mirror), grace, lambda: not _checkpoints(run_dir)
+        )
+        checkpoints = _checkpoints(run_dir)
         done = status == 0 or checkpoints or number == len(attempts) - 1 or deadline.left() < 120
         if done:
             break
@@ -218,9 +223,17 @@ def _train(
     return checkpoints[0] if checkpoints else None
 
 
-def _supervise(command: list[str], stop_after: float, heartbeat: Callable[[], None]) -> tuple[int | str, list[str]]:
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints worth exporting, best first."""
+    return [run_dir / name for name in ("best.pt", "last.pt") if (run_dir / name).is_file()]
+
+
+def _supervise(
+    command: list[str], stop_after: float, heartbeat: Callable[[], None], grace: float, needs_grace: Callable[[], bool]
+) -> tuple[int | str, list[str]]:
     """Run ``command``, echo its output, call ``heartbeat`` every minute, stop it after
-    ``stop_after`` seconds; (exit status or "stopped", its last output lines)."""
+    ``stop_after`` seconds — or ``grace`` seconds later if ``needs_grace()`` then; (exit status or
+    "stopped", its last output lines)."""
     environment = os.environ | {"TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}  # train.csv has the progress
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -229,6 +242,9 @@ def _supervise(command: list[str], stop_after: float, heartbeat: Callable[[], No
     reader.start()
     end = time.monotonic() + stop_after
     while process.poll() is None:
+        if time.monotonic() >= end and grace > 0 and needs_grace():
+            print(f"gpu-train: no checkpoint yet at the training deadline: {grace:.0f} s more, since nothing else could come back")
+            end, grace = end + grace, 0.0
         if time.monotonic() >= end:
             print("gpu-train: the training deadline has come: stopping the trainer")
             process.terminate()
@@ -320,12 +336,11 @@ def _export(checkpoint: Path, name: str, settings: CallSettings, report: Report,
 
 def _score_held_out(onnx: Path, cache: Path, config, report: Report) -> None:
     """PSNR-Y / SSIM-Y of the new model, the current release and bicubic on the held-out faces."""
+    from model.config import load_model_config
     from training.data.cache import TrainingCache
     from training.evaluation import OnnxUpscaler, evaluate_images, load_hr_cache
 
     clock = time.monotonic()
-    from model.config import load_model_config
-
     scale = load_model_config(config.model).scale
     images = load_hr_cache(cache, "val")
     dataset_of = {entry["source"]: entry["dataset"] for entry in TrainingCache(cache).entries("val")}
@@ -391,11 +406,11 @@ def _finish(settings: CallSettings, report: Report, deadline: Deadline) -> list[
     report.data["finished_utc"] = _now()
     report.data["call_seconds"] = round(deadline.elapsed(), 1)
     report.data["deadline_seconds"] = deadline.seconds
-    (settings.out / "report.md").write_text(render_markdown(report.data))
-    report.save()
-    problems = return_problems(settings.out)
-    report.data["return_problems"] = problems
-    report.save()
+    for _ in range(2):  # the check counts the report files themselves, then goes into them
+        (settings.out / "report.md").write_text(render_markdown(report.data))
+        report.save()
+        problems = return_problems(settings.out)
+        report.data["return_problems"] = problems
     for problem in problems:
         print(f"gpu-train: will not come back: {problem}")
     print(f"gpu-train: done in {deadline.elapsed() / 60:.2f} min; {settings.out}: {sorted(p.name for p in settings.out.iterdir())}")
@@ -438,6 +453,8 @@ def render_markdown(data: dict[str, Any]) -> str:
             text += f" ± {difference['standard_error']}" if difference["standard_error"] is not None else ""
         lines.append(text + f" dB; bicubic {bicubic:.3f} dB")
     lines.append(f"- files: {', '.join(data.get('returned_model_files', [])) or 'none'}")
+    if "return_problems" in data:
+        lines.append(f"- return limits: {'; '.join(data['return_problems']) or 'all of $OUT comes back'}")
     timing = ", ".join(f"{name} {step['seconds']:.0f} s" for name, step in steps.items())
     lines.append(f"- time: {timing}; call {data.get('call_seconds', 0):.0f} s of {data.get('deadline_seconds', 0):.0f} s")
     return "\n".join(lines) + "\n"
