@@ -235,6 +235,7 @@ def test_config_overrides_and_typos(tmp_path):
         "ablation-x8-backbone",
         "paper-x8",
         "paper-x4",
+        "gpu-x8-grow",
     ],
 )
 def test_shipped_configs_load(name):
@@ -275,3 +276,17 @@ def test_a_non_finite_step_stops_training_before_it_reaches_the_weights(cache, t
         trainer.train_step(poisoned)
     for name, p in trainer.net.named_parameters():
         assert torch.equal(p, weights_before[name]), name
+
+
+def test_data_loader_workers_outlive_epochs_without_changing_the_result(cache, tmp_path):
+    # 6 images, batch 2: 3 batches per epoch, so 4 steps run into a second epoch of the same workers.
+    in_process = Trainer(train_config_from_dict(tiny_config(cache, tmp_path / "in-process")))
+    in_process.fit()
+    config = tiny_config(cache, tmp_path / "workers")
+    config["data"]["num_workers"] = 2
+    with_workers = Trainer(train_config_from_dict(config))
+    loader, _ = with_workers._train_loader()
+    assert loader.persistent_workers
+    with_workers.fit()
+    for name, tensor in in_process.net.state_dict().items():
+        assert torch.equal(tensor, with_workers.net.state_dict()[name]), name
