@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from training.degradations.config import DegradationConfig
+
+VAL_INPUTS = ("bicubic", "benchmark")  # training.validation: the cache's LR, or the degradation table
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -27,6 +30,16 @@ class DataConfig:
     val_images: int = 100  # held-out images scored at each validation (0 = the whole split)
     # dataset name -> copies of each of its training images per epoch (e.g. {celebamask-hq: 4})
     oversample: dict[str, int] = field(default_factory=dict)
+    # Real-world inputs: LR faces made on the fly from HR by a random, seeded degradation pipeline
+    # (training/degradations, docs/degradations.md) instead of the cache's bicubic LR.
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    # The held-out faces validation scores: "bicubic" (the cache's LR, the paper's protocol) or
+    # "benchmark" (each face through one row of the fixed degradation table, in rotation).
+    val_inputs: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        if self.val_inputs not in VAL_INPUTS:
+            raise ValueError(f"data.val_inputs must be one of {VAL_INPUTS}, not {self.val_inputs!r}")
 
 
 @dataclass
