@@ -2,23 +2,28 @@
 
 Each row is a deterministic recipe HR → LR; the only randomness (noise) comes from a generator
 seeded by the row and the image's position, so every run of the table sees the same inputs.
+A row also gives the file a user would upload (``upload``): the JPEG bytes themselves where the
+recipe ends in JPEG, else a PNG — what the service's ``model=auto`` decides from.
 The same rows, one per held-out face in rotation, are the real models' validation set
 (``degraded_held_out``): checkpoints are chosen on them, never on Helen-50.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from training.data.degrade import bicubic_downsample
 from training.degradations import operations as ops
 from training.degradations.kernels import blur_kernel, kernel_size_for
 
-Recipe = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+# A recipe returns the LR image (float or uint8), or the bytes of the JPEG it ended with.
+Recipe = Callable[[np.ndarray, int, np.random.Generator], "np.ndarray | bytes"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,22 @@ class Degradation:
 
     def apply(self, hr: np.ndarray, scale: int, image_index: int = 0) -> np.ndarray:
         """HR H×W×3 uint8 → LR uint8, the same bytes on every run for the same (row, image)."""
+        return decode(self.upload(hr, scale, image_index))
+
+    def upload(self, hr: np.ndarray, scale: int, image_index: int = 0) -> bytes:
+        """The LR as the file a user sends: the recipe's own JPEG, or a PNG of its pixels."""
         seed = zlib.crc32(self.name.encode()) * 1_000_003 + image_index
-        return ops.to_uint8(self.recipe(hr, scale, np.random.default_rng(seed)))
+        result = self.recipe(hr, scale, np.random.default_rng(seed))
+        if isinstance(result, bytes):
+            return result
+        buffer = io.BytesIO()
+        Image.fromarray(ops.to_uint8(result), mode="RGB").save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def decode(file_bytes: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(file_bytes)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def _lr_size(hr: np.ndarray, scale: int) -> tuple[int, int]:
@@ -42,7 +61,7 @@ def _bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _then_jpeg(quality: int) -> Recipe:
-    return lambda hr, scale, rng: ops.jpeg(_bicubic(hr, scale), quality)
+    return lambda hr, scale, rng: ops.jpeg_bytes(bicubic_downsample(hr, scale), quality)
 
 
 def _then_noise(sigma: float) -> Recipe:
@@ -64,14 +83,14 @@ def _area_shrink(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
 def _phone_chain(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A phone photo: slight lens blur, area shrink, sensor noise, then JPEG 70."""
     small = ops.to_uint8(ops.resize(_gaussian_blur(hr, 0.25 * scale), _lr_size(hr, scale), "area"))
-    return ops.jpeg(ops.to_uint8(ops.gaussian_noise(small, 4.0, gray=False, rng=rng)), 70)
+    return ops.jpeg_bytes(ops.to_uint8(ops.gaussian_noise(small, 4.0, gray=False, rng=rng)), 70)
 
 
 def _web_chain(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A re-shared web image: shrunk to twice the size and saved at 80, then shrunk again and saved at 60."""
     width, height = _lr_size(hr, scale)
     first = ops.jpeg(ops.resize(hr, (2 * width, 2 * height), "bilinear"), 80)
-    return ops.jpeg(ops.resize(first, (width, height), "area"), 60)
+    return ops.jpeg_bytes(ops.to_uint8(ops.resize(first, (width, height), "area")), 60)
 
 
 TABLE: tuple[Degradation, ...] = (
