@@ -107,6 +107,13 @@ class ServiceSettings(BaseSettings):
     worker_metrics_port: int = 9100
     workers: int = Field(1, ge=1, description="worker processes started by `serve`")
     redis_port: int = Field(0, ge=0, description="port of the private redis-server of `serve`; 0 = free port")
+    redis_dir: Path | None = Field(
+        None, description="data directory (AOF) of the private redis-server of `serve`; unset: "
+        "$XDG_STATE_HOME/portraitsr/serve-<api_port> (~/.local/state/...), so a restart on the same port resumes its queue"
+    )
+    api_drain_s: float = Field(
+        6.0, gt=0, description="on SIGTERM the API lets requests in flight finish for this long, then closes them"
+    )
 
 
 def load_settings(yaml_path: str | Path | None = None, **overrides) -> ServiceSettings:
