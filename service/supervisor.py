@@ -31,6 +31,7 @@ from pathlib import Path
 from service.manifest import ManifestError, load_manifest
 from service.port_owner import port_in_use_message, port_is_free
 from service.process_lifetime import die_with_this_process
+from service.protocol import Keys
 from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.serve")
@@ -124,6 +125,18 @@ def lock_data_dir(directory: Path, wait_s: float = DATA_DIR_LOCK_WAIT_S) -> int:
     os.ftruncate(lock_fd, 0)
     os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
     return lock_fd
+
+
+def forget_previous_workers(settings: ServiceSettings) -> int:
+    """Delete the heartbeats a previous run left in the reloaded AOF; how many. Those workers are
+    dead (the data directory's lock keeps other runs out), but until their heartbeats expired
+    /readyz would say ready and admission would count their speed before our workers are warm.
+    Their unacknowledged jobs stay pending and are claimed like any dead worker's."""
+    import redis
+
+    with redis.Redis.from_url(settings.redis_url, socket_timeout=5) as client:
+        stale = list(client.scan_iter(match=Keys.of(settings).heartbeat_pattern))
+        return client.delete(*stale) if stale else 0
 
 
 def ports_in_use(settings: ServiceSettings) -> list[str]:
@@ -231,6 +244,8 @@ class Supervisor:
         wait_for_redis(self.redis_port, password)
         url = f"redis://:{password}@127.0.0.1:{self.redis_port}/0"
         self.settings = self.settings.model_copy(update={"redis_url": url})
+        if forgotten := forget_previous_workers(self.settings):
+            log.info("forgot %d heartbeat(s) of the previous run's workers", forgotten)
         log.info("private redis-server on 127.0.0.1:%d (pid %d, password-protected, AOF everysec in %s)",
                  self.redis_port, self.redis.pid, directory)
 

@@ -126,6 +126,9 @@ def test_kill_9_of_serve_takes_its_children_and_the_same_command_resumes_the_que
 
         supervisor = serve.start()  # the same command, the same port
         serve.wait_ready(supervisor)
+        # Ready means this run's workers: the dead ones' heartbeats, reloaded with the AOF, are gone.
+        ready_workers = {int(w["worker"].rsplit("-", 2)[1]) for w in httpx.get(f"{serve.url}/readyz").json()["workers"]}
+        assert ready_workers and ready_workers <= set(children_of(supervisor.pid))
         # The accepted job was in the AOF: the new run's workers answer it (to the dead API's stream).
         wait_until(lambda: any(f[b"id"] == job_id for _, f in serve.redis().xrange(reply_stream)), 60,
                    message="the reloaded job answered")
