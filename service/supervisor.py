@@ -36,6 +36,7 @@ from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.serve")
 STOP_WITHIN_S = 9.0  # SIGTERM/Ctrl-C of `serve`: every child gone within this, by SIGKILL if need be
+API_DRAIN_S = 6.0  # the API's drain under `serve` unless api_drain_s is set: within STOP_WITHIN_S
 # What a child gets when the supervisor dies. Redis: SIGTERM, so it closes its AOF cleanly. The
 # API and the workers: SIGKILL; with the supervisor gone the stack is down, nobody waits for
 # their answers, and a job they held stays in Redis for the next run's workers to claim.
@@ -183,6 +184,8 @@ def settings_environment(settings: ServiceSettings) -> dict[str, str]:
 
 class Supervisor:
     def __init__(self, settings: ServiceSettings, log_level: str = "INFO"):
+        if settings.api_drain_s is None:
+            settings = settings.model_copy(update={"api_drain_s": API_DRAIN_S})
         self.settings = settings
         self.log_level = log_level
         self.redis: subprocess.Popen | None = None
