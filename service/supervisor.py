@@ -42,6 +42,9 @@ API_DRAIN_S = 6.0  # the API's drain under `serve` unless api_drain_s is set: wi
 # their answers, and a job they held stays in Redis for the next run's workers to claim.
 REDIS_DEATH_SIGNAL = signal.SIGTERM
 CHILD_DEATH_SIGNAL = signal.SIGKILL
+# A dead Redis is restarted within this plus its start (~50 ms): shorter than the API's retries of
+# a refused connection (~0.3 s), so requests arriving meanwhile mostly wait instead of getting 503.
+WATCH_INTERVAL_S = 0.05
 DATA_DIR_LOCK_WAIT_S = 10.0  # a killed supervisor's Redis may still be closing its AOF
 
 
@@ -169,7 +172,7 @@ def wait_for_redis(port: int, password: str, timeout_s: float = 30.0) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise RuntimeError(f"redis-server did not answer on port {port}")
 
 
@@ -274,7 +277,7 @@ class Supervisor:
                 announced = self._ready(url)
                 if announced:
                     log.info("PortraitSR is serving on %s (try: curl %s/readyz)", url, url)
-            time.sleep(0.25)
+            time.sleep(WATCH_INTERVAL_S)
         log.info("%s received: shutting down", signal.Signals(self.stop_signal).name)
         return 0
 
