@@ -257,7 +257,7 @@ class Supervisor:
 
     def _watch(self) -> int:
         url = f"http://{self.settings.api_host}:{self.settings.api_port}"
-        announced = False
+        announced, next_ready_check = False, 0.0
         while self.stop_signal is None:
             if self.api is not None and self.api.poll() is not None:
                 log.error("the API exited with status %s; stopping", self.api.returncode)
@@ -273,7 +273,8 @@ class Supervisor:
                 log.warning("the private redis-server exited (status %s); restarting it", self.redis.returncode)
                 self.redis = start_redis(self.redis_config, self.redis_lock)  # same directory: it reloads its AOF
                 log.info("private redis-server restarted (pid %d)", self.redis.pid)
-            if not announced:
+            if not announced and time.monotonic() >= next_ready_check:
+                next_ready_check = time.monotonic() + 0.5
                 announced = self._ready(url)
                 if announced:
                     log.info("PortraitSR is serving on %s (try: curl %s/readyz)", url, url)
