@@ -14,7 +14,9 @@ Its sharp edges, handled here:
   from the main thread only (checked), which lives as long as the supervisor;
 - the parent can die between fork and ``prctl``: the child then has another parent already and
   exits before exec (compared with the parent's pid, not with 1: a subreaper may adopt it);
-- libc is resolved in the parent, so the child calls ``prctl`` without loading anything.
+- libc is resolved in the parent, so the child calls ``prctl`` without loading anything; like
+  any ``preexec_fn`` it is safe only while the parent has no other threads (the supervisor has
+  none).
 
 Elsewhere than Linux it is a no-op: the children then outlive a killed supervisor.
 """
