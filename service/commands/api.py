@@ -35,4 +35,3 @@ def run(args: argparse.Namespace) -> int:
     )
     DrainingServer(config, app.state.broker.release_waiting, drain_s).run()
     return 0
-
