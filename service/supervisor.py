@@ -42,8 +42,8 @@ API_DRAIN_S = 6.0  # the API's drain under `serve` unless api_drain_s is set: wi
 # their answers, and a job they held stays in Redis for the next run's workers to claim.
 REDIS_DEATH_SIGNAL = signal.SIGTERM
 CHILD_DEATH_SIGNAL = signal.SIGKILL
-# A dead Redis is restarted within this plus its start (~50 ms): shorter than the API's retries of
-# a refused connection (~0.3 s), so requests arriving meanwhile mostly wait instead of getting 503.
+# How often the children are looked at: a dead Redis is restarted this long after plus its start,
+# to be back within the API's retries of a refused connection (~0.3 s) when the machine allows.
 WATCH_INTERVAL_S = 0.05
 DATA_DIR_LOCK_WAIT_S = 10.0  # a killed supervisor's Redis may still be closing its AOF
 
