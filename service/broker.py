@@ -161,6 +161,15 @@ class JobBroker:
                     503, "queue_unavailable", f"the job queue (Redis) has been unreachable for {seconds:.0f} s", "error"
                 ))
 
+    def release_waiting(self) -> None:
+        """Shutting down: every request still waiting for a worker gets 503 with Retry-After now
+        (a client retries it elsewhere or after the restart) instead of being cut off."""
+        for waiting in list(self.waiting.values()):
+            if not waiting.future.done():
+                waiting.future.set_exception(ApiError(
+                    503, "shutting_down", "the server is shutting down; retry", "error", {"Retry-After": "1"}
+                ))
+
     async def _resubmit_lost(self) -> None:
         """Re-submit every waiting job the (restarted) Redis no longer holds; force: it was admitted."""
         waiting = [w for w in list(self.waiting.values()) if w.entry_id is not None and not w.future.done()]

@@ -7,6 +7,8 @@
   client disconnect);
 - past ``max_connections`` open connections a new one gets 429 with Retry-After and is closed.
 
+And a server whose SIGTERM drain is bounded (:class:`DrainingServer`).
+
 h11 (pure Python) rather than httptools: httptools has no header size limit.
 """
 
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 PHRASES = {408: "Request Timeout", 429: "Too Many Requests", 431: "Request Header Fields Too Large"}
@@ -114,3 +118,18 @@ class HardenedH11Protocol(H11Protocol):
 def hardened_protocol(limits: HttpLimits) -> type[HardenedH11Protocol]:
     """The protocol class to give ``uvicorn.run(http=...)``, with these limits."""
     return type("PortraitSRProtocol", (HardenedH11Protocol,), {"limits": limits})
+
+
+class DrainingServer(uvicorn.Server):
+    """SIGTERM: no new connections; requests in flight get ``drain_s`` to finish, then those still
+    waiting for a worker are answered by ``release`` (503) and uvicorn cuts what is left
+    (``timeout_graceful_shutdown``, set a little longer). Bounded, because uvicorn ignores a second
+    SIGTERM: an API waiting out its requests' deadlines could not be stopped short of SIGKILL."""
+
+    def __init__(self, config: uvicorn.Config, release: Callable[[], None], drain_s: float):
+        super().__init__(config)
+        self.release, self.drain_s = release, drain_s
+
+    async def shutdown(self, sockets=None) -> None:
+        asyncio.get_running_loop().call_later(self.drain_s, self.release)
+        await super().shutdown(sockets)

@@ -107,6 +107,19 @@ class ServiceSettings(BaseSettings):
     worker_metrics_port: int = 9100
     workers: int = Field(1, ge=1, description="worker processes started by `serve`")
     redis_port: int = Field(0, ge=0, description="port of the private redis-server of `serve`; 0 = free port")
+    redis_dir: Path | None = Field(
+        None, description="data directory (AOF) of the private redis-server of `serve`; unset: "
+        "$XDG_STATE_HOME/portraitsr/serve-<api_port> (~/.local/state/...), so a restart on the same port resumes its queue"
+    )
+    api_drain_s: float | None = Field(
+        None, gt=0, description="on SIGTERM the API lets requests in flight finish for this long, then answers 503; "
+        "unset: job_deadline_s + 1 (`serve`: 6, so that it stops within 10 s)"
+    )
+
+
+def effective_api_drain_s(settings: ServiceSettings) -> float:
+    """How long the API drains on SIGTERM: ``api_drain_s``, else until any job admitted could end."""
+    return settings.api_drain_s if settings.api_drain_s is not None else settings.job_deadline_s + 1
 
 
 def load_settings(yaml_path: str | Path | None = None, **overrides) -> ServiceSettings:

@@ -32,7 +32,8 @@ def port_open(port: int) -> bool:
 def test_serve_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     manifest = build_fixture_release(tmp_path / "release")
     api_port, worker_port = free_port(), free_port()
-    env = {"PORTRAITSR_MANIFEST_PATH": str(manifest), "PORTRAITSR_WORKER_METRICS_PORT": str(worker_port)}
+    env = {"PORTRAITSR_MANIFEST_PATH": str(manifest), "PORTRAITSR_WORKER_METRICS_PORT": str(worker_port),
+           "PORTRAITSR_REDIS_DIR": str(tmp_path / "redis")}
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -113,7 +114,8 @@ def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(t
     manifest = build_fixture_release(tmp_path / "release")
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}
-    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()))
+    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()),
+               PORTRAITSR_REDIS_DIR=str(tmp_path / "redis"))
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
