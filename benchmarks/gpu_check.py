@@ -47,8 +47,8 @@ def gpu_description() -> str:
 
 
 def check_parity(manifest: Path, provider: str) -> list[dict]:
-    from service.inference import ModelRunner
-    from service.manifest import load_manifest
+    from portraitsr.manifest import load_manifest
+    from service.core.inference import ModelRunner
 
     rows = []
     for spec in load_manifest(manifest):

@@ -22,9 +22,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 SERVER = r"""
 import sys, uvicorn
-from service.api import create_app
-from service.http_server import HttpLimits, hardened_protocol
-from service.settings import ServiceSettings
+from service.http.app import create_app
+from service.http.limits import HttpLimits, hardened_protocol
+from service.core.settings import ServiceSettings
 port, kind = int(sys.argv[1]), sys.argv[2]
 http = hardened_protocol(HttpLimits()) if kind == "hardened-h11" else kind
 settings = ServiceSettings(redis_url=f"redis://127.0.0.1:{sys.argv[3]}/0")

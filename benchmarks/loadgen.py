@@ -30,8 +30,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.inference import ModelRunner  # noqa: E402
-from service.manifest import load_manifest  # noqa: E402
+from portraitsr.manifest import load_manifest  # noqa: E402
+from service.core.inference import ModelRunner  # noqa: E402
 
 
 @dataclass

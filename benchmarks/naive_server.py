@@ -19,9 +19,9 @@ def create_app(manifest: Path, intra_op_threads: int):
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from service.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
-    from service.inference import ModelRunner, upscale
-    from service.manifest import load_manifest
+    from portraitsr.manifest import load_manifest
+    from service.core.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
+    from service.core.inference import ModelRunner, upscale
 
     runners = {spec.scale: ModelRunner(spec, "cpu", intra_op_threads) for spec in load_manifest(manifest)}
     app = FastAPI(title="PortraitSR naive baseline")

@@ -24,12 +24,12 @@ from PIL import Image
 
 from benchmarks.face_detection import PER_ROW, background, compose
 from benchmarks.held_out_faces import held_out_faces
-from service.face_detector import FaceDetector
-from service.inference import ModelRunner
-from service.manifest import load_manifest
-from service.photo_restore import RESTORED, restore_photo, upscale_background
-from service.restore_files import model_restorer
-from service.settings import DEFAULT_MANIFEST
+from portraitsr.manifest import load_manifest
+from service.core.inference import ModelRunner
+from service.core.settings import DEFAULT_MANIFEST
+from service.faces.detector import FaceDetector
+from service.faces.paste_back import RESTORED, restore_photo, upscale_background
+from service.files.restore import model_restorer
 from training.metrics import psnr_y
 
 INTER_OCULAR = {4: (5, 6, 8, 10, 12, 14, 18, 22, 28, 36), 8: (3, 4, 5, 6, 7, 9, 11, 14, 18)}

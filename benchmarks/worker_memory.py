@@ -16,8 +16,8 @@ import time
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from service.inference import ModelRunner, session_options
-from service.manifest import load_manifest
+from service.core.inference import ModelRunner, session_options
+from portraitsr.manifest import load_manifest
 
 arena, manifest, heavy_side = sys.argv[1] == "on", sys.argv[2], int(sys.argv[3])
 
@@ -25,7 +25,7 @@ def rss_mib(field="VmRSS"):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field)) // 1024
 
-import service.inference as inference
+import service.core.inference as inference
 original = inference.session_options
 def options(threads, spinning):
     chosen = original(threads, spinning)

@@ -25,7 +25,7 @@ CPU = "CPUExecutionProvider"
 # so the upscaled side must be a multiple of this; inputs are edge-padded to fit, outputs cropped.
 OUTPUT_MULTIPLE = 8
 # Image files taken from folders (evaluation sets, training sources, `portraitsr upscale`): the
-# formats the service's decoder accepts (service.images.ACCEPTED_FORMATS).
+# formats the service's decoder accepts (service.core.images.ACCEPTED_FORMATS).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
 

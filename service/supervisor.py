@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from service.manifest import ManifestError, load_manifest
-from service.settings import ServiceSettings
+from portraitsr.manifest import ManifestError, load_manifest
+from service.core.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.serve")
 
@@ -53,7 +53,7 @@ def write_redis_config(port: int, directory: str, password: str) -> Path:
 
     AOF with fsync every second: a redis-server that dies (kill -9) and is restarted on the same
     directory comes back with every job and reply it had acknowledged up to ~1 s before; what the
-    last second lost, the API re-submits (service/broker.py).
+    last second lost, the API re-submits (service/queue/broker.py).
     """
     path = Path(directory) / "redis.conf"
     lines = [

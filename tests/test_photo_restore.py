@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from service.face_align import (
+from service.faces.alignment import (
     EYE_MID,
     INTER_OCULAR,
     MOUTH,
@@ -22,8 +22,8 @@ from service.face_align import (
     is_whole_pixel_shift,
     warp,
 )
-from service.face_detector import Face
-from service.photo_restore import (
+from service.faces.detector import Face
+from service.faces.paste_back import (
     LOW_SCORE,
     OVER_LIMIT,
     RESTORED,

@@ -1,4 +1,4 @@
-"""Safe decoding (service.images): every kind of input gets its documented answer."""
+"""Safe decoding (service.core.images): every kind of input gets its documented answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from service_helpers import face_like, png_bytes
 
-from service.images import ImageInputError, ImageLimits, compose_output, decode_image, encode_image
+from service.core.images import ImageInputError, ImageLimits, compose_output, decode_image, encode_image
 
 
 def fake_png_header(width: int, height: int) -> bytes:

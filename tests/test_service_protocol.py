@@ -1,4 +1,4 @@
-"""The enqueue script of ``service/protocol.py`` against a real redis-server: admission of one job and
+"""The enqueue script of ``service/queue/protocol.py`` against a real redis-server: admission of one job and
 of a group (a photo's faces) by the same rules, by length and by summed cost, all or none."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import uuid
 import pytest
 from service_helpers import Cluster
 
-from service.protocol import ApiQueue, Job, Keys
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
+from service.queue.protocol import ApiQueue, Job, Keys
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from service_helpers import face_like, png_bytes
 
-from service.api import create_app
-from service.auth import hash_key
-from service.dependencies import get_broker
-from service.errors import ApiError
-from service.protocol import Reply, ReplyMeta, ReplyStatus
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
+from service.http.app import create_app
+from service.http.auth import hash_key
+from service.http.dependencies import get_broker
+from service.http.errors import ApiError
+from service.queue.protocol import Reply, ReplyMeta, ReplyStatus
 
 
 class ScriptedBroker:

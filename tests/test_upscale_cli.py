@@ -16,10 +16,10 @@ from face_images import png_bytes, synthetic_face
 from PIL import Image
 from service_helpers import REPO, build_fixture_release
 
-from service.compare_strip import StripLayout
-from service.images import compose_output, decode_image, sr_to_uint8, to_model_input
-from service.inference import ModelRunner
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from service.core.images import compose_output, decode_image, sr_to_uint8, to_model_input
+from service.core.inference import ModelRunner
+from service.files.compare_strip import StripLayout
 
 
 @pytest.fixture(scope="module")

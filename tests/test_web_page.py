@@ -29,7 +29,7 @@ from face_images import png_bytes, synthetic_face
 from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, http_status, wait_until
 
-from service.auth import hash_key
+from service.http.auth import hash_key
 
 pytestmark = pytest.mark.browser
 

@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
         return run_remote(args, "restore", describe_answer)
     from service.commands._common import collect_or_report, finish, release_spec
-    from service.face_detector import FaceDetector
-    from service.images import ImageLimits
-    from service.inference import ModelRunner
-    from service.photo_restore import RestorePolicy
-    from service.restore_files import RestoreOptions, describe, restore_files
+    from service.core.images import ImageLimits
+    from service.core.inference import ModelRunner
+    from service.faces.detector import FaceDetector
+    from service.faces.paste_back import RestorePolicy
+    from service.files.restore import RestoreOptions, describe, restore_files
 
     if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:
         print("error: --batch-size and --max-output-side must be at least 1, --threads at least 0", file=sys.stderr)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.dependencies import Authenticated, Broker, Metrics, require_api_key
+from service.http.dependencies import Authenticated, Broker, Metrics, require_api_key
 
 router = APIRouter()
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from redis.exceptions import RedisError
 
-from service.errors import ApiError
-from service.images import DecodedImage
-from service.metrics import ApiMetrics
-from service.protocol import ApiQueue, FleetView, Heartbeat, Job, Keys, Reply, redis_client
-from service.settings import ServiceSettings
+from service.core.images import DecodedImage
+from service.core.metrics import ApiMetrics
+from service.core.settings import ServiceSettings
+from service.http.errors import ApiError
+from service.queue.protocol import ApiQueue, FleetView, Heartbeat, Job, Keys, Reply, redis_client
 
 log = logging.getLogger("portraitsr.api")
 WATCH_INTERVAL_S = 0.5

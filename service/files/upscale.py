@@ -1,7 +1,7 @@
 """Upscale image files in-process with the released ONNX models (``portraitsr upscale``).
 
 No server and no torch: the files are decoded with the service's safe decoder, grouped by size so
-that same-size inputs run as one batch, upscaled by :class:`service.inference.ModelRunner` and
+that same-size inputs run as one batch, upscaled by :class:`service.core.inference.ModelRunner` and
 written under the output folder with their names kept. A file that cannot be read is reported
 and skipped; the caller decides the exit status from :attr:`UpscaleReport.failed`.
 """
@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from portraitsr.release import IMAGE_SUFFIXES
-from service.compare_strip import compare_strip
-from service.images import (
+from service.core.images import (
     DecodedImage,
     ImageInputError,
     ImageLimits,
@@ -26,7 +25,8 @@ from service.images import (
     encode_image,
     sr_to_uint8,
 )
-from service.inference import ModelRunner
+from service.core.inference import ModelRunner
+from service.files.compare_strip import compare_strip
 
 # The output format that keeps each input extension (GIF and BMP are written as PNG).
 FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}

@@ -10,8 +10,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from service.errors import ApiError
-from service.images import DecodedImage, ImageInputError, ImageLimits, decode_image
+from service.core.images import DecodedImage, ImageInputError, ImageLimits, decode_image
+from service.http.errors import ApiError
 
 # Small images are decoded on the event loop: cheaper than a hop to the thread pool.
 INLINE_CODEC_BYTES = 64 * 1024

@@ -19,7 +19,7 @@ from PIL import Image
 
 from portraitsr.release import CPU, open_session
 
-DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parent.parent / "model" / "face_detector"
+DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parents[2] / "model" / "face_detector"
 PNET_CELL = 12
 PNET_STRIDE = 2
 # Shift from the reference's landmark coordinates to ours. Measured (docs/restore.md): they sit

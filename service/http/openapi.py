@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.images import OUTPUT_FORMATS
+from service.core.images import OUTPUT_FORMATS
 
 ERROR_SCHEMA = {
     "type": "object",

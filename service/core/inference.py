@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
+from portraitsr.manifest import ModelSpec
 from portraitsr.release import ReleaseModel
-from service.images import DecodedImage, compose_output, sr_to_uint8, to_model_input
-from service.manifest import ModelSpec
+from service.core.images import DecodedImage, compose_output, sr_to_uint8, to_model_input
 
 
 class ModelRunner(ReleaseModel):

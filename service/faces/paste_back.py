@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from service.face_align import (
+from service.faces.alignment import (
     FRAME,
     INTER_OCULAR,
     apply,
@@ -30,7 +30,7 @@ from service.face_align import (
     invert,
     warp,
 )
-from service.face_detector import Face
+from service.faces.detector import Face
 
 RESTORED, TOO_SMALL, TOO_LARGE, OVER_LIMIT, LOW_SCORE = "restored", "too_small", "too_large", "over_limit", "low_score"
 

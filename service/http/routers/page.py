@@ -15,5 +15,5 @@ router = APIRouter()
 async def index() -> Response:
     page = STATIC_DIR / "index.html"
     if not page.is_file():
-        return JSONResponse({"error": "no_page", "detail": "service/static/index.html is missing"}, status_code=404)
+        return JSONResponse({"error": "no_page", "detail": "service/http/static/index.html is missing"}, status_code=404)
     return FileResponse(page, media_type="text/html")

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # model/release/manifest.json, found from this file so it works from any working directory
 # (editable install or source checkout).
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "model" / "release" / "manifest.json"
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "model" / "release" / "manifest.json"
 
 
 class ServiceSettings(BaseSettings):

@@ -1,8 +1,8 @@
 """Restore the faces of photo files in-process (``portraitsr restore``), the pipeline of ``POST /restore``.
 
 Files are read with the service's safe decoder, their faces found, aligned, restored by
-:class:`service.inference.ModelRunner` in batches and pasted back into the bicubic upscale; the
-output keeps the input's name (see :mod:`service.upscale_files`, whose file handling this shares).
+:class:`service.core.inference.ModelRunner` in batches and pasted back into the bicubic upscale; the
+output keeps the input's name (see :mod:`service.files.upscale`, whose file handling this shares).
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from portraitsr.release import to_model_input, to_uint8
-from service.face_detector import FaceDetector
-from service.images import (
+from service.core.images import (
     ImageInputError,
     ImageLimits,
     compose_output,
     decode_image,
     encode_image,
 )
-from service.inference import ModelRunner
-from service.photo_restore import RESTORED, FacePlan, RestorePolicy, restore_photo
-from service.upscale_files import (
+from service.core.inference import ModelRunner
+from service.faces.detector import FaceDetector
+from service.faces.paste_back import RESTORED, FacePlan, RestorePolicy, restore_photo
+from service.files.upscale import (
     InputFile,
     UpscaleOptions,
     UpscaleReport,

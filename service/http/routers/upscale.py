@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.dependencies import Broker, Metrics, Settings, require_api_key
-from service.errors import ApiError, error_response, request_id_of
-from service.images import OUTPUT_FORMATS, ImageLimits, compose_output, encode_image
-from service.metrics import ApiMetrics
-from service.openapi import UPSCALE_OPENAPI
-from service.protocol import Reply, ReplyStatus
-from service.settings import ServiceSettings
-from service.uploads import INLINE_CODEC_BYTES, decode_upload, read_image_bytes
+from service.core.images import OUTPUT_FORMATS, ImageLimits, compose_output, encode_image
+from service.core.metrics import ApiMetrics
+from service.core.settings import ServiceSettings
+from service.http.dependencies import Broker, Metrics, Settings, require_api_key
+from service.http.errors import ApiError, error_response, request_id_of
+from service.http.openapi import UPSCALE_OPENAPI
+from service.http.uploads import INLINE_CODEC_BYTES, decode_upload, read_image_bytes
+from service.queue.protocol import Reply, ReplyStatus
 
 SCALES = (4, 8)
 # The query parameters /upscale and /restore share (each route sets its own default).

@@ -1,6 +1,6 @@
 """What routes get through ``Depends``: settings, the job broker, metrics, the face detector, the API-key check.
 
-Everything comes from ``app.state`` (set by :func:`service.api.create_app`), so tests can replace
+Everything comes from ``app.state`` (set by :func:`service.http.app.create_app`), so tests can replace
 any of it with ``app.dependency_overrides`` and check the HTTP mapping without Redis.
 """
 
@@ -10,12 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.auth import ApiKeys
-from service.broker import JobBroker
-from service.errors import ApiError
-from service.face_detector import LazyDetector
-from service.metrics import ApiMetrics
-from service.settings import ServiceSettings
+from service.core.metrics import ApiMetrics
+from service.core.settings import ServiceSettings
+from service.faces.detector import LazyDetector
+from service.http.auth import ApiKeys
+from service.http.errors import ApiError
+from service.queue.broker import JobBroker
 
 
 def get_settings(request: Request) -> ServiceSettings:

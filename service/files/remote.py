@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.upscale_files import (
+from service.files.upscale import (
     InputFile,
     UpscaleOptions,
     UpscaleReport,

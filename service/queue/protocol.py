@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
 
 REPLY_STREAM_MAXLEN = 10_000
 

@@ -1,5 +1,5 @@
-"""The HTTP API: the app factory. Routes live in :mod:`service.routers`, the queue end in
-:mod:`service.broker`, the error shape in :mod:`service.errors`."""
+"""The HTTP API: the app factory. Routes live in :mod:`service.http.routers`, the queue end in
+:mod:`service.queue.broker`, the error shape in :mod:`service.http.errors`."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from service.auth import ApiKeys
-from service.broker import JobBroker
-from service.browser_security import SecurityHeadersMiddleware
-from service.errors import install_error_handlers
-from service.face_detector import DetectorSettings, LazyDetector
-from service.metrics import ApiMetrics
-from service.routers import health, page, restore, upscale
-from service.routers.page import STATIC_DIR
-from service.settings import ServiceSettings
+from service.core.metrics import ApiMetrics
+from service.core.settings import ServiceSettings
+from service.faces.detector import DetectorSettings, LazyDetector
+from service.http.auth import ApiKeys
+from service.http.errors import install_error_handlers
+from service.http.routers import health, page, restore, upscale
+from service.http.routers.page import STATIC_DIR
+from service.http.security_headers import SecurityHeadersMiddleware
+from service.queue.broker import JobBroker
 
 
 @contextlib.asynccontextmanager

@@ -1,8 +1,8 @@
 """``POST /restore``: a whole photo upscaled, each face found in it restored by the model and pasted back.
 
-The API finds the faces (MTCNN on ONNX Runtime, :mod:`service.face_detector`), aligns each one
+The API finds the faces (MTCNN on ONNX Runtime, :mod:`service.faces.detector`), aligns each one
 to the models' training framing and sends them as ordinary jobs on the ``/upscale`` stream, all of
-a photo's faces in one admission (:meth:`service.broker.JobBroker.submit_many`), so faces of one
+a photo's faces in one admission (:meth:`service.queue.broker.JobBroker.submit_many`), so faces of one
 photo and of concurrent requests share batches, deadlines, 429s, re-submission and metrics. The
 background is upscaled here, on the thread pool, while the workers run the faces.
 """
@@ -17,15 +17,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.dependencies import Broker, Detector, Metrics, Settings, require_api_key
-from service.errors import ApiError, error_response, request_id_of
-from service.images import OUTPUT_FORMATS, DecodedImage, ImageLimits, compose_output, encode_image
-from service.openapi import RESTORE_OPENAPI
-from service.photo_restore import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
-from service.protocol import Reply
-from service.routers.upscale import FormatQuery, ScaleQuery, check_parameters, check_reply
-from service.settings import ServiceSettings
-from service.uploads import decode_upload, read_image_bytes
+from service.core.images import OUTPUT_FORMATS, DecodedImage, ImageLimits, compose_output, encode_image
+from service.core.settings import ServiceSettings
+from service.faces.paste_back import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
+from service.http.dependencies import Broker, Detector, Metrics, Settings, require_api_key
+from service.http.errors import ApiError, error_response, request_id_of
+from service.http.openapi import RESTORE_OPENAPI
+from service.http.routers.upscale import FormatQuery, ScaleQuery, check_parameters, check_reply
+from service.http.uploads import decode_upload, read_image_bytes
+from service.queue.protocol import Reply
 
 MAX_BOXES_HEADER_BYTES = 6000  # beyond this the X-Face-Boxes header is left out (use ?report=json)
 REPORTS = ("image", "json")

@@ -1,6 +1,6 @@
 """The worker: reads jobs from the Redis stream, runs them in dynamic batches, replies.
 
-Batching (:mod:`service.batching`): a reader task keeps a small local buffer filled from Redis
+Batching (:mod:`service.queue.batching`): a reader task keeps a small local buffer filled from Redis
 while the runner runs batches from it, so the next batch gathers while the model is busy; jobs
 are grouped by (scale, height, width) so each group is one model run. At-least-once: a job is
 acknowledged only after its reply is written. Jobs left pending by a dead worker are claimed after
@@ -28,13 +28,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.batching import BatchCollector
-from service.health_server import start_health_server
-from service.images import sr_to_uint8
-from service.inference import ModelRunner, default_warmup_size, load_runners
-from service.manifest import load_manifest
-from service.metrics import WorkerMetrics
-from service.protocol import (
+from portraitsr.manifest import load_manifest
+from service.core.images import sr_to_uint8
+from service.core.inference import ModelRunner, default_warmup_size, load_runners
+from service.core.metrics import WorkerMetrics
+from service.core.settings import ServiceSettings
+from service.queue.batching import BatchCollector
+from service.queue.health_server import start_health_server
+from service.queue.protocol import (
     Delivery,
     Finished,
     Heartbeat,
@@ -47,7 +48,6 @@ from service.protocol import (
     WorkerQueue,
     redis_client,
 )
-from service.settings import ServiceSettings
 
 log = logging.getLogger("portraitsr.worker")
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
