@@ -8,8 +8,6 @@ processes on free ports.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
 import socket
@@ -79,17 +77,14 @@ def build_fixture_model(path: Path, scale: int, seed: int = 0, heavy_convs: int 
 
 def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), heavy_convs: int = 0) -> Path:
     """A release folder with one fixture model per scale and its manifest; the manifest path."""
+    from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+
     directory.mkdir(parents=True, exist_ok=True)
-    models = []
+    manifest = directory / MANIFEST_NAME
     for scale in scales:
         onnx_path = directory / f"fixture-x{scale}.onnx"
         build_fixture_model(onnx_path, scale, heavy_convs=heavy_convs)
-        models.append({
-            "name": f"fixture-x{scale}", "scale": scale, "onnx": onnx_path.name,
-            "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "input": "lr", "output": "sr",
-        })
-    manifest = directory / "manifest.json"
-    manifest.write_text(json.dumps({"models": models}, indent=2))
+        update_manifest(manifest, model_entry(f"fixture-x{scale}", scale, onnx_path, directory))
     return manifest
 
 
