@@ -22,6 +22,7 @@ def create_app(manifest: Path, intra_op_threads: int):
     from portraitsr.manifest import load_manifest
     from service.core.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
     from service.core.inference import ModelRunner, upscale
+    from service.http.errors import IMAGE_STATUS
 
     runners = {spec.scale: ModelRunner(spec, "cpu", intra_op_threads) for spec in load_manifest(manifest)}
     app = FastAPI(title="PortraitSR naive baseline")
@@ -40,7 +41,7 @@ def create_app(manifest: Path, intra_op_threads: int):
         try:
             body = await run_in_threadpool(work)
         except ImageInputError as error:
-            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=error.status)
+            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=IMAGE_STATUS[error.problem])
         return Response(body, media_type=OUTPUT_FORMATS[format])
 
     return app

@@ -28,7 +28,7 @@ from portraitsr.manifest import load_manifest
 from service.core.inference import ModelRunner
 from service.core.settings import DEFAULT_MANIFEST
 from service.faces.detector import FaceDetector
-from service.faces.paste_back import RESTORED, restore_photo, upscale_background
+from service.faces.restoration import FaceStatus, restore_photo, upscale_background
 from service.files.restore import model_restorer
 from training.metrics import psnr_y
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 eye_mid = (truth[0] + truth[1]) / 2 / args.scale
                 match = [p for p in plans if np.linalg.norm(p.face.landmarks[:2].mean(axis=0) - eye_mid) < 0.5 * inter_ocular]
                 found += bool(match)
-                restored_count += bool(match) and match[0].status == RESTORED
+                restored_count += bool(match) and match[0].status == FaceStatus.RESTORED
                 region = face_region(truth, hr.shape)
                 before, after = psnr_y(bicubic[region], hr[region]), psnr_y(output[region], hr[region])
                 gains.append(after - before)

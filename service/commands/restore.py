@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from service.core.images import ImageLimits
     from service.core.inference import ModelRunner
     from service.faces.detector import FaceDetector
-    from service.faces.paste_back import RestorePolicy
+    from service.faces.restoration import RestorePolicy
     from service.files.restore import RestoreOptions, describe, restore_files
 
     if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:

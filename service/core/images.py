@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -29,14 +30,30 @@ JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 
 
-class ImageInputError(ValueError):
-    """An input the service refuses; ``status`` is the HTTP status, ``code`` a stable error name."""
+class ImageProblem(StrEnum):
+    """Why an image is refused; the value is the API's stable error code (the HTTP layer adds the status)."""
 
-    def __init__(self, status: int, code: str, reason: str):
+    EMPTY = "empty_body"
+    TOO_LARGE = "too_large"  # bytes
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_SMALL = "too_small"
+    CORRUPT = "corrupt_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    ANIMATED = "animated_image"
+    BAD_OUTPUT_FORMAT = "bad_format"
+
+
+class ImageInputError(ValueError):
+    """An input the service refuses: the :class:`ImageProblem` and the reason, for people."""
+
+    def __init__(self, problem: ImageProblem, reason: str):
         super().__init__(reason)
-        self.status = status
-        self.code = code
+        self.problem = problem
         self.reason = reason
+
+    @property
+    def code(self) -> str:
+        return self.problem.value
 
 
 @dataclass(frozen=True)
@@ -63,39 +80,38 @@ class DecodedImage:
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
     if not data:
-        raise ImageInputError(400, "empty_body", "the request has no image (empty body)")
+        raise ImageInputError(ImageProblem.EMPTY, "the request has no image (empty body)")
     if len(data) > limits.max_bytes:
-        raise ImageInputError(413, "too_large", f"the image has {len(data)} bytes; the limit is {limits.max_bytes}")
+        raise ImageInputError(ImageProblem.TOO_LARGE, f"the image has {len(data)} bytes; the limit is {limits.max_bytes}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageInputError(413, "too_many_pixels", f"the image header declares too many pixels ({error})") from error
+        raise ImageInputError(ImageProblem.TOO_MANY_PIXELS, f"the image header declares too many pixels ({error})") from error
     except UnidentifiedImageError as error:
         if data.startswith(ACCEPTED_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-            raise ImageInputError(400, "corrupt_image", "the image header is damaged or incomplete") from error
+            raise ImageInputError(ImageProblem.CORRUPT, "the image header is damaged or incomplete") from error
         raise ImageInputError(
-            415, "unsupported_format", f"not a recognised image; send one of {', '.join(ACCEPTED_FORMATS)}"
+            ImageProblem.UNSUPPORTED_FORMAT, f"not a recognised image; send one of {', '.join(ACCEPTED_FORMATS)}"
         ) from error
     except Exception as error:  # Pillow raises many kinds of errors on garbage headers
-        raise ImageInputError(400, "corrupt_image", f"the image header cannot be read: {error}") from error
+        raise ImageInputError(ImageProblem.CORRUPT, f"the image header cannot be read: {error}") from error
     if image.format not in ACCEPTED_FORMATS:
         raise ImageInputError(
-            415, "unsupported_format", f"{image.format} images are not accepted; send one of {', '.join(ACCEPTED_FORMATS)}"
+            ImageProblem.UNSUPPORTED_FORMAT, f"{image.format} images are not accepted; send one of {', '.join(ACCEPTED_FORMATS)}"
         )
     if getattr(image, "n_frames", 1) > 1:
-        raise ImageInputError(415, "animated_image", "animated images are not accepted; send a single frame")
+        raise ImageInputError(ImageProblem.ANIMATED, "animated images are not accepted; send a single frame")
     width, height = image.size
     if width * height > limits.max_pixels or max(width, height) > limits.max_side:
         raise ImageInputError(
-            413,
-            "too_many_pixels",
+            ImageProblem.TOO_MANY_PIXELS,
             f"the image is {width}×{height}; the limit here is {limits.max_side} pixels per side "
             f"({limits.max_pixels} pixels){limits.too_large_hint}",
         )
     if min(width, height) < limits.min_side:
-        raise ImageInputError(400, "too_small", f"the image is {width}×{height}; the minimum side is {limits.min_side}")
+        raise ImageInputError(ImageProblem.TOO_SMALL, f"the image is {width}×{height}; the minimum side is {limits.min_side}")
     return image
 
 
@@ -136,7 +152,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         image.load()
         image = ImageOps.exif_transpose(image)
     except Exception as error:
-        raise ImageInputError(400, "corrupt_image", f"the image data cannot be decoded (truncated or corrupt): {error}") from error
+        raise ImageInputError(ImageProblem.CORRUPT, f"the image data cannot be decoded (truncated or corrupt): {error}") from error
     rgb, alpha = _to_float_planes(image)
     return DecodedImage(rgb=rgb, alpha=alpha, source_format=source_format, source_mode=source_mode)
 
@@ -154,7 +170,7 @@ def compose_output(rgb_uint8: np.ndarray, alpha: np.ndarray | None) -> Image.Ima
 def encode_image(image: Image.Image, output_format: str) -> bytes:
     """PNG, JPEG or WebP bytes. JPEG has no alpha: a transparent image is flattened onto white."""
     if output_format not in OUTPUT_FORMATS:
-        raise ImageInputError(400, "bad_format", f"format must be one of {', '.join(OUTPUT_FORMATS)}")
+        raise ImageInputError(ImageProblem.BAD_OUTPUT_FORMAT, f"format must be one of {', '.join(OUTPUT_FORMATS)}")
     buffer = io.BytesIO()
     if output_format == "png":
         image.save(buffer, format="PNG", compress_level=1)

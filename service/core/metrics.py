@@ -5,11 +5,33 @@ Histograms (not summaries) so that replicas aggregate. The execution provider is
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
-OUTCOMES = ("ok", "bad_input", "unauthorized", "rejected_429", "timeout_504", "error")
+
+
+class RequestOutcome(StrEnum):
+    """The ``outcome`` label of the API's request metrics (the dashboards and alerts use these words)."""
+
+    OK = "ok"
+    BAD_INPUT = "bad_input"
+    UNAUTHORIZED = "unauthorized"
+    REJECTED = "rejected_429"
+    TIMEOUT = "timeout_504"
+    ERROR = "error"
+
+
+class JobOutcome(StrEnum):
+    """The ``outcome`` label of the workers' job counter."""
+
+    OK = "ok"
+    EXPIRED = "expired"
+    BAD_JOB = "bad_job"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
 
 
 class ApiMetrics:
@@ -29,8 +51,8 @@ class ApiMetrics:
             "portraitsr_batch_size", "size of the batch each job ran in", ["provider"], buckets=BATCH_BUCKETS, registry=r
         )
         self.requests = Counter("portraitsr_requests", "POST /upscale requests by outcome", ["outcome"], registry=r)
-        for outcome in OUTCOMES:
-            self.requests.labels(outcome)
+        for outcome in RequestOutcome:
+            self.requests.labels(outcome.value)
         self.dead_letters = Counter("portraitsr_dead_letters", "requests answered with a dead-lettered job", registry=r)
         self.resubmitted = Counter(
             "portraitsr_resubmitted_jobs", "jobs re-submitted after Redis lost them (restart)", registry=r
@@ -38,11 +60,11 @@ class ApiMetrics:
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)
         self.throughput = Gauge("portraitsr_throughput_images_per_second", "images completed per second, all workers", registry=r)
 
-    def observe_request(self, outcome: str, seconds: float, replies=()) -> None:
+    def observe_request(self, outcome: RequestOutcome, seconds: float, replies=()) -> None:
         """One answered request: its outcome and latency, and for each job it ran (``protocol.Reply``)
         the queue wait, model time and batch size the worker reported."""
-        self.requests.labels(outcome).inc()
-        self.request_seconds.labels(outcome).observe(seconds)
+        self.requests.labels(outcome.value).inc()
+        self.request_seconds.labels(outcome.value).observe(seconds)
         for reply in replies:
             meta = reply.meta
             self.queue_wait_seconds.observe(meta.queue_wait_ms / 1000)
@@ -62,8 +84,8 @@ class WorkerMetrics:
             "portraitsr_worker_queue_wait_seconds", "enqueue to batch start", buckets=LATENCY_BUCKETS, registry=r
         )
         self.jobs = Counter("portraitsr_worker_jobs", "jobs by outcome", ["outcome"], registry=r)
-        for outcome in ("ok", "expired", "bad_job", "failed", "dead_lettered"):
-            self.jobs.labels(outcome)
+        for outcome in JobOutcome:
+            self.jobs.labels(outcome.value)
         self.redeliveries = Counter("portraitsr_worker_redeliveries", "jobs claimed from another consumer", registry=r)
         self.dead_letters = Counter("portraitsr_worker_dead_letters", "jobs moved to the dead-letter stream", registry=r)
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)

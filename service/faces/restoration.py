@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 from PIL import Image
@@ -32,7 +33,15 @@ from service.faces.alignment import (
 )
 from service.faces.detector import Face
 
-RESTORED, TOO_SMALL, TOO_LARGE, OVER_LIMIT, LOW_SCORE = "restored", "too_small", "too_large", "over_limit", "low_score"
+
+class FaceStatus(StrEnum):
+    """What becomes of a detected face (reported per face by ``/restore?report=json`` and ``X-Face-Boxes``)."""
+
+    RESTORED = "restored"
+    TOO_SMALL = "too_small"  # stays as the upscaled photo
+    TOO_LARGE = "too_large"  # stays as the upscaled photo (sharp enough there)
+    OVER_LIMIT = "over_limit"  # past max_faces
+    LOW_SCORE = "low_score"  # a doubtful detection
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,13 @@ class RestorePolicy:
 @dataclass
 class FacePlan:
     face: Face
-    status: str
+    status: FaceStatus
     transform: np.ndarray | None = field(default=None, repr=False)  # photo → model-input frame
     crop: np.ndarray | None = field(default=None, repr=False)  # side×side×3 float32 in [0, 1]
 
     def to_dict(self) -> dict:
         side = None if self.crop is None else int(self.crop.shape[0])
-        return {**self.face.to_dict(), "inter_ocular": round(self.face.inter_ocular, 1), "status": self.status,
+        return {**self.face.to_dict(), "inter_ocular": round(self.face.inter_ocular, 1), "status": self.status.value,
                 "frame": side}
 
 
@@ -72,16 +81,16 @@ def model_side(scale: int) -> int:
     return FRAME // scale
 
 
-def face_status(face: Face, scale: int, policy: RestorePolicy) -> tuple[str, int]:
+def face_status(face: Face, scale: int, policy: RestorePolicy) -> tuple[FaceStatus, int]:
     """(status, side of the model's input frame) of a face by its size against the training framing."""
     side = model_side(scale)
     zoom = (INTER_OCULAR / scale) / max(face.inter_ocular, 1e-6)
     if face.inter_ocular < policy.min_inter_ocular or zoom > policy.max_zoom:
-        return TOO_SMALL, 0
+        return FaceStatus.TOO_SMALL, 0
     frame = frame_side(face.landmarks, side)
     if frame > policy.max_frame_factor * side:
-        return TOO_LARGE, 0
-    return RESTORED, frame
+        return FaceStatus.TOO_LARGE, 0
+    return FaceStatus.RESTORED, frame
 
 
 def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePolicy) -> list[FacePlan]:
@@ -89,11 +98,11 @@ def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePo
     plans, taken = [], 0
     for face in sorted(faces, key=lambda f: -f.score):
         status, side = face_status(face, scale, policy)
-        if status == RESTORED and face.score < policy.min_score:
-            status = LOW_SCORE
-        if status == RESTORED and taken >= policy.max_faces:
-            status = OVER_LIMIT
-        if status != RESTORED:
+        if status == FaceStatus.RESTORED and face.score < policy.min_score:
+            status = FaceStatus.LOW_SCORE
+        if status == FaceStatus.RESTORED and taken >= policy.max_faces:
+            status = FaceStatus.OVER_LIMIT
+        if status != FaceStatus.RESTORED:
             plans.append(FacePlan(face, status))
             continue
         taken += 1

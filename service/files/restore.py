@@ -23,7 +23,7 @@ from service.core.images import (
 )
 from service.core.inference import ModelRunner
 from service.faces.detector import FaceDetector
-from service.faces.paste_back import RESTORED, FacePlan, RestorePolicy, restore_photo
+from service.faces.restoration import FacePlan, FaceStatus, RestorePolicy, restore_photo
 from service.files.upscale import (
     InputFile,
     UpscaleOptions,
@@ -69,9 +69,11 @@ def restore_files(
     clashes = find_name_clashes(inputs, naming)
     restorer = model_restorer(runner, options.batch_size)
     for item in inputs:
+        if item.path in clashes:
+            report.failed.append((item.path, clashes[item.path]))
+            on_message(f"skipped {item.path}: {clashes[item.path]}")
+            continue
         try:
-            if item.path in clashes:
-                raise ImageInputError(400, "name_clash", clashes[item.path])
             decoded = decode_image(item.path.read_bytes(), options.limits)
             faces = detector.detect(decoded.rgb)
             restored, plans = restore_photo(decoded.rgb, faces, runner.scale, restorer, options.policy)
@@ -93,7 +95,7 @@ def restore_files(
 
 
 def describe(plans: list[FacePlan]) -> str:
-    restored = sum(plan.status == RESTORED for plan in plans)
-    others = [plan.status for plan in plans if plan.status != RESTORED]
+    restored = sum(plan.status == FaceStatus.RESTORED for plan in plans)
+    others = [plan.status for plan in plans if plan.status != FaceStatus.RESTORED]
     extra = f" ({', '.join(f'{others.count(s)} {s}' for s in sorted(set(others)))})" if others else ""
     return f"{restored} face{'s' * (restored != 1)} restored{extra}"

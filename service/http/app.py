@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from service.core.metrics import ApiMetrics
+from service.core.metrics import ApiMetrics, RequestOutcome
 from service.core.settings import ServiceSettings
 from service.faces.detector import DetectorSettings, LazyDetector
 from service.http.auth import ApiKeys
@@ -46,7 +46,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.broker = JobBroker(settings, metrics)
     app.state.detector = LazyDetector(DetectorSettings(min_face_px=settings.detector_min_face_px))  # sessions on first use
     app.state.api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file else None
-    install_error_handlers(app, count_bad_input=metrics.requests.labels("bad_input").inc)
+    install_error_handlers(app, count_bad_input=metrics.requests.labels(RequestOutcome.BAD_INPUT.value).inc)
     for router in (upscale.router, restore.router, health.router, page.router):
         app.include_router(router)
     if STATIC_DIR.is_dir():

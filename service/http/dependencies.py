@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.core.metrics import ApiMetrics
+from service.core.metrics import ApiMetrics, RequestOutcome
 from service.core.settings import ServiceSettings
 from service.faces.detector import LazyDetector
 from service.http.auth import ApiKeys
@@ -47,9 +47,9 @@ def require_api_key(
     authenticated: Annotated[bool, Depends(is_authenticated)], metrics: Annotated[ApiMetrics, Depends(get_metrics)]
 ) -> None:
     if not authenticated:
-        metrics.requests.labels("unauthorized").inc()
+        metrics.requests.labels(RequestOutcome.UNAUTHORIZED.value).inc()
         raise ApiError(
-            401, "unauthorized", "this API needs `Authorization: Bearer <key>` with a valid key", "unauthorized",
+            401, "unauthorized", "this API needs `Authorization: Bearer <key>` with a valid key", RequestOutcome.UNAUTHORIZED,
             {"WWW-Authenticate": 'Bearer realm="portraitsr"'},
         )
 

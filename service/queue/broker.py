@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 from service.core.images import DecodedImage
 from service.core.metrics import ApiMetrics
 from service.core.settings import ServiceSettings
-from service.http.errors import ApiError
-from service.queue.protocol import ApiQueue, FleetView, Heartbeat, Job, Keys, Reply, redis_client
+from service.queue.errors import DeadlinePassed, QueueFull, QueueUnavailable
+from service.queue.protocol import ApiQueue, FleetView, Heartbeat, Job, Keys, Refusal, Reply, redis_client
 
 log = logging.getLogger("portraitsr.api")
 WATCH_INTERVAL_S = 0.5
@@ -157,9 +157,9 @@ class JobBroker:
         seconds = time.monotonic() - down_since
         for waiting in list(self.waiting.values()):
             if not waiting.future.done():
-                waiting.future.set_exception(ApiError(
-                    503, "queue_unavailable", f"the job queue (Redis) has been unreachable for {seconds:.0f} s", "error"
-                ))
+                waiting.future.set_exception(
+                    QueueUnavailable(f"the job queue (Redis) has been unreachable for {seconds:.0f} s")
+                )
 
     async def _resubmit_lost(self) -> None:
         """Re-submit every waiting job the (restarted) Redis no longer holds; force: it was admitted."""
@@ -191,9 +191,8 @@ class JobBroker:
         speed = self.state.speed(scale)
         return 0.0 if speed is None else scale * scale * height * width / speed
 
-    def _busy(self, reason: str, depth: int) -> ApiError:
-        retry = self.retry_after_s(depth)
-        return ApiError(429, "queue_full", f"{reason}; retry in {retry} s", "rejected_429", {"Retry-After": str(retry)})
+    def _busy(self, reason: str, depth: int) -> QueueFull:
+        return QueueFull(reason, self.retry_after_s(depth))
 
     async def submit(self, image: DecodedImage, scale: int, deadline: float) -> Reply:
         (reply,) = await self.submit_many([image], scale, deadline)
@@ -220,9 +219,9 @@ class JobBroker:
             with contextlib.suppress(RedisError):
                 await self.queue.withdraw(admitted)
             if not self.state.redis_ok:
-                raise ApiError(503, "queue_unavailable", "the job queue (Redis) is unreachable", "error") from error
+                raise QueueUnavailable("the job queue (Redis) is unreachable") from error
             what = "the job was not" if len(group) == 1 else f"the {len(group)} jobs were not all"
-            raise ApiError(504, "deadline_exceeded", f"{what} finished before the deadline", "timeout_504") from error
+            raise DeadlinePassed(f"{what} finished before the deadline") from error
         finally:
             for waiting in group:
                 self.waiting.pop(waiting.job.job_id, None)
@@ -249,12 +248,12 @@ class JobBroker:
         try:
             admission = await self.queue.enqueue_many(jobs, settings.queue_max_length, self.budget_s())
         except RedisError as error:
-            raise ApiError(503, "queue_unavailable", f"the job queue is unreachable: {error}", "error") from error
+            raise QueueUnavailable(f"the job queue is unreachable: {error}") from error
         finally:
             self.slots.release()
-        if admission.refused_by == "length":
+        if admission.refused_by is Refusal.LENGTH:
             raise self._busy(self._queued(admission.depth, len(jobs)), admission.depth)
-        if admission.refused_by == "cost":
+        if admission.refused_by is Refusal.COST:
             raise self._busy(
                 f"the queued jobs already need the workers' time up to the deadline ({settings.job_deadline_s:.0f} s)",
                 admission.depth,

@@ -40,6 +40,7 @@ REPLY_STREAM_MAXLEN = 10_000
 # dropped here, so a job lost anywhere cannot leak budget.
 # ARGV: max_length, budget_s, now, force (1: a re-submission), count, fields per job,
 #       then count × (job_id, cost_s, deadline), then count × the job's fields.
+# Returns {entry ids, depth, word}: the word is ADMITTED or the value of a Refusal.
 ENQUEUE_IF_ROOM = """
 local depth = redis.call('XLEN', KEYS[1])
 local force = ARGV[4] == '1'
@@ -73,6 +74,7 @@ for j = 0, count - 1 do
 end
 return {ids, depth, 'ok'}
 """
+ADMITTED = "ok"  # the script's third value when it admitted the jobs; else a Refusal's value
 
 def redis_client(settings: ServiceSettings, socket_timeout_s: float, max_connections: int = 4, pool_wait_s: float | None = 10):
     """An asyncio Redis client on a bounded pool that *waits* for a free connection (up to
@@ -315,11 +317,18 @@ class Heartbeat:
         return {"worker": self.worker, "warmed": self.warmed, "models": [dataclasses.asdict(m) for m in self.models]}
 
 
+class Refusal(StrEnum):
+    """Why the enqueue script refused a job or group (the words it returns)."""
+
+    LENGTH = "length"  # the stream would hold more than queue_max_length jobs
+    COST = "cost"  # the admitted model seconds would exceed the budget
+
+
 @dataclass(frozen=True)
 class Admission:
     entry_ids: tuple[bytes, ...]  # the jobs' stream entries, in order; empty: refused
     depth: int  # jobs in the stream before these
-    refused_by: str | None  # "length" or "cost" when refused
+    refused_by: Refusal | None  # None: admitted
 
     @property
     def entry_id(self) -> bytes | None:
@@ -353,7 +362,7 @@ class ApiQueue:
                 *(item for flat in fields for item in flat)]
         entry_ids, depth, outcome = await self.enqueue_script(keys=[self.keys.stream, self.keys.admitted], args=args)
         outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
-        return Admission(tuple(entry_ids or ()), int(depth), None if outcome == "ok" else outcome)
+        return Admission(tuple(entry_ids or ()), int(depth), None if outcome == ADMITTED else Refusal(outcome))
 
     async def withdraw(self, admitted: list[tuple[str, bytes]]) -> None:
         """Delete jobs (job id, stream entry) nobody waits for any more: unread, they never run; read,

@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from portraitsr.manifest import load_manifest
 from service.core.images import sr_to_uint8
 from service.core.inference import ModelRunner, default_warmup_size, load_runners
-from service.core.metrics import WorkerMetrics
+from service.core.metrics import JobOutcome, WorkerMetrics
 from service.core.settings import ServiceSettings
 from service.queue.batching import BatchCollector
 from service.queue.health_server import start_health_server
@@ -256,7 +256,7 @@ class Worker:
         await self.queue.dead_letter(delivery, reason)
         self.in_hand.discard(delivery.entry_id)
         self.metrics.dead_letters.inc()
-        self.metrics.jobs.labels("dead_lettered").inc()
+        self.metrics.jobs.labels(JobOutcome.DEAD_LETTERED).inc()
         log.warning("job %s dead-lettered after %d deliveries: %s", delivery.entry_id.decode(), delivery.deliveries, reason)
 
     async def _process(self, batch: list[Delivery]) -> None:
@@ -268,18 +268,18 @@ class Worker:
                 job = Job.from_fields(delivery.fields)
                 job.lr_array()
             except (KeyError, ValueError) as error:
-                self.metrics.jobs.labels("bad_job").inc()
+                self.metrics.jobs.labels(JobOutcome.BAD_JOB).inc()
                 reply_to = delivery.fields.get(b"reply", b"").decode() or None
                 job_id = delivery.fields.get(b"id", b"").decode()
                 reply = Reply(job_id, ReplyStatus.BAD_JOB, ReplyMeta(error=str(error)))
                 finished.append(Finished(delivery.entry_id, job_id or None, reply_to, reply))
                 continue
             if job.expired(now):
-                self.metrics.jobs.labels("expired").inc()
+                self.metrics.jobs.labels(JobOutcome.EXPIRED).inc()
                 finished.append(Finished(delivery.entry_id, job.job_id, None, None))  # its client already had a 504
                 continue
             if job.scale not in self.runners:
-                self.metrics.jobs.labels("bad_job").inc()
+                self.metrics.jobs.labels(JobOutcome.BAD_JOB).inc()
                 reply = Reply(job.job_id, ReplyStatus.NO_MODEL, ReplyMeta(error=f"no model for scale {job.scale}"))
                 finished.append(Finished(delivery.entry_id, job.job_id, job.reply_to, reply))
                 continue
@@ -304,7 +304,7 @@ class Worker:
         except Exception as error:
             log.exception("batch of %d failed", len(members))
             for delivery, _ in members:
-                self.metrics.jobs.labels("failed").inc()
+                self.metrics.jobs.labels(JobOutcome.FAILED).inc()
                 if delivery.deliveries >= self.settings.max_deliveries:
                     await self._dead_letter(delivery, f"inference failed: {error}")
                 else:
@@ -326,7 +326,7 @@ class Worker:
             finished.append(Finished(delivery.entry_id, job.job_id, job.reply_to, Reply(job.job_id, ReplyStatus.OK, meta, pixels.tobytes())))
         await self.queue.finish(finished, completed_images=len(members))
         self.in_hand.difference_update(d.entry_id for d, _ in members)
-        self.metrics.jobs.labels("ok").inc(len(members))
+        self.metrics.jobs.labels(JobOutcome.OK).inc(len(members))
         level = logging.INFO if self.stopping.is_set() else logging.DEBUG
         log.log(level, "batch of %d (x%d) done in %.1f ms and acknowledged", len(members), runner.scale, inference_s * 1000)
 

@@ -18,12 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.core.images import OUTPUT_FORMATS, DecodedImage, ImageLimits, compose_output, encode_image
+from service.core.metrics import RequestOutcome
 from service.core.settings import ServiceSettings
-from service.faces.paste_back import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
+from service.faces.restoration import FacePlan, RestorePolicy, paste_faces, plan_faces, upscale_background
 from service.http.dependencies import Broker, Detector, Metrics, Settings, require_api_key
-from service.http.errors import ApiError, error_response, request_id_of
+from service.http.errors import REFUSALS, ApiError
 from service.http.openapi import RESTORE_OPENAPI
-from service.http.routers.upscale import FormatQuery, ScaleQuery, check_parameters, check_reply
+from service.http.outcomes import RequestRecord
+from service.http.parameters import FormatQuery, ScaleQuery, check_parameters
 from service.http.uploads import decode_upload, read_image_bytes
 from service.queue.protocol import Reply
 
@@ -95,12 +97,12 @@ async def restore(
     report: str = Query("image", description="`image` (the default) or `json`: the faces found, no image",
                         json_schema_extra={"enum": list(REPORTS)}),
 ) -> Response:
-    started = time.perf_counter()
-    request_id = request_id_of(request)
+    record = RequestRecord(request, metrics)
     try:
         check_parameters(scale, format)
         if report not in REPORTS:
-            raise ApiError(400, "bad_report", f"report must be one of {', '.join(REPORTS)}, not {report!r}", "bad_input")
+            raise ApiError(400, "bad_report", f"report must be one of {', '.join(REPORTS)}, not {report!r}",
+                           RequestOutcome.BAD_INPUT)
         image = await decode_upload(await read_image_bytes(request, settings.max_upload_bytes), restore_limits(settings, scale))
         policy = restore_policy(settings)
 
@@ -111,9 +113,8 @@ async def restore(
         plans = await run_in_threadpool(detect_and_align)
         detect_ms = (time.perf_counter() - detect_started) * 1000
         if report == "json":  # detection only: what would be restored, no model run
-            seconds = time.perf_counter() - started
-            metrics.observe_request("ok", seconds)
-            return detection_report(request_id, image, scale, plans, detect_ms, seconds * 1000)
+            seconds = record.succeeded()
+            return detection_report(record.request_id, image, scale, plans, detect_ms, seconds * 1000)
         todo = [plan for plan in plans if plan.crop is not None]
         faces = [DecodedImage(rgb=plan.crop, alpha=None, source_format="face", source_mode="RGB") for plan in todo]
         background_task = asyncio.ensure_future(run_in_threadpool(upscale_background, image.rgb, scale))
@@ -121,7 +122,7 @@ async def restore(
             # All faces in one admission, all or none: an idle worker runs them as one batch.
             replies = await broker.submit_many(faces, scale, time.time() + settings.job_deadline_s)
             for reply in replies:
-                check_reply(reply, metrics)
+                record.check_reply(reply)
         finally:
             background = await background_task
 
@@ -131,10 +132,8 @@ async def restore(
             return encode_image(compose_output(pasted, image.alpha), format)
 
         body = await run_in_threadpool(paste_and_encode)
-    except ApiError as error:
-        metrics.observe_request(error.outcome, time.perf_counter() - started)
-        return error_response(error, request_id)
-    seconds = time.perf_counter() - started
-    metrics.observe_request("ok", seconds, replies)
-    headers = restore_headers(request_id, plans, replies, detect_ms, seconds * 1000)
+    except REFUSALS as error:
+        return record.refused(error)
+    seconds = record.succeeded(replies)
+    headers = restore_headers(record.request_id, plans, replies, detect_ms, seconds * 1000)
     return Response(body, media_type=OUTPUT_FORMATS[format], headers=headers)
