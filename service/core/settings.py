@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from portraitsr.config_loading import check_keys, read_yaml
 
 # model/release/manifest.json, found from this file so it works from any working directory
 # (editable install or source checkout).
@@ -110,9 +111,14 @@ class ServiceSettings(BaseSettings):
 
 
 def load_settings(yaml_path: str | Path | None = None, **overrides) -> ServiceSettings:
-    """Settings from the environment, overridden by a YAML file's keys, then by ``overrides``."""
+    """Settings from the environment, overridden by a YAML file's keys, then by ``overrides``.
+
+    The environment may hold other ``PORTRAITSR_*`` variables (a client's key), so the model
+    ignores extra names; a YAML file is the service's own, so an unknown key in it is an error.
+    """
     values: dict = {}
     if yaml_path is not None:
-        values.update(yaml.safe_load(Path(yaml_path).read_text()) or {})
+        values.update(read_yaml(yaml_path))
+        check_keys(values, ServiceSettings.model_fields, Path(yaml_path).name)
     values.update({key: value for key, value in overrides.items() if value is not None})
     return ServiceSettings(**values)
