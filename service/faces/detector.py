@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from portraitsr.release import CPU, open_session
+from service.core.settings import ServiceSettings
 
 DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parents[2] / "model" / "face_detector"
 PNET_CELL = 12
@@ -30,7 +31,8 @@ PIXEL_CENTRE = 0.0
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    min_face_px: float = 10.0  # smallest face box searched for (the pyramid upsamples below 12 px)
+    # The smallest face box searched for (the pyramid upsamples below 12 px): the service's setting.
+    min_face_px: float = ServiceSettings.model_fields["detector_min_face_px"].default
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     pyramid_factor: float = 0.709
     max_side: int = 2048  # larger photos are searched at a reduced size

@@ -19,6 +19,7 @@ from enum import StrEnum
 import numpy as np
 from PIL import Image
 
+from service.core.settings import ServiceSettings
 from service.faces.alignment import (
     FRAME,
     INTER_OCULAR,
@@ -44,13 +45,18 @@ class FaceStatus(StrEnum):
     LOW_SCORE = "low_score"  # a doubtful detection
 
 
+def _setting(name: str):
+    """The default of a service setting: one number for the API, the command line and library callers."""
+    return ServiceSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class RestorePolicy:
-    min_inter_ocular: float = 2.0  # photo pixels; smaller faces stay as the upscaled photo
+    min_inter_ocular: float = _setting("restore_min_inter_ocular")  # photo pixels; smaller faces stay as they are
     # Detections scoring lower stay as the upscaled photo: a face model run on a false detection
     # paints a face where there is none. Measured (docs/restore.md): false detections on scikit-image's
     # sample photos scored 0.72-0.81; real faces from 5 px between the eyes scored 0.93 or more.
-    min_score: float = 0.9
+    min_score: float = _setting("restore_min_score")
     # Zoom = the model's inter-ocular distance (44.8 / scale) over the face's. Faces smaller than
     # the trained size by more than max_zoom stay as the upscaled photo.
     max_zoom: float = 2.5
@@ -59,7 +65,7 @@ class RestorePolicy:
     # area); still larger faces stay as the upscaled photo, which is sharp enough there.
     max_frame_factor: int = 4
     whole_pixel_crops: bool = True  # False: every face resampled by its similarity (measured worse)
-    max_faces: int = 32
+    max_faces: int = _setting("restore_max_faces")
     feather_margin: float = 2.0  # pixels per 128 of the frame left untouched at the frame's edge
     feather: float = 12.0  # pixels per 128 of the frame over which the mask rises to 1
 
