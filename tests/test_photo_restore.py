@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from portraitsr.release import round_to_uint8
 from service.faces.alignment import (
     EYE_MID,
     INTER_OCULAR,
@@ -30,7 +31,6 @@ from service.faces.restoration import (
     paste_faces,
     plan_faces,
     restore_photo,
-    to_uint8,
     upscale_background,
 )
 
@@ -146,7 +146,7 @@ def photo_and_faces(count: int, inter_ocular: float = 11.0, spacing: float = 40.
 
 
 def identity_run(scale: int):
-    return lambda crops: [to_uint8(np.clip(cubic_upscale(crop, scale), 0, 1)) for crop in crops]
+    return lambda crops: [round_to_uint8(np.clip(cubic_upscale(crop, scale), 0, 1)) for crop in crops]
 
 
 @pytest.mark.parametrize("spacing", [40.0, 12.0])  # apart, and overlapping frames
@@ -165,7 +165,7 @@ def test_restored_detail_lands_inside_the_face_and_overlaps_average():
     scale = 4
     plans = plan_faces(photo, faces, scale, RestorePolicy())
     background = upscale_background(photo, scale)
-    brighter = [(plan, np.clip(to_uint8(np.clip(cubic_upscale(plan.crop, scale), 0, 1)).astype(int) + 20, 0, 255))
+    brighter = [(plan, np.clip(round_to_uint8(np.clip(cubic_upscale(plan.crop, scale), 0, 1)).astype(int) + 20, 0, 255))
                 for plan in plans]
     output = paste_faces(background, brighter, scale, RestorePolicy()).astype(int)
     lift = output - background

@@ -18,7 +18,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # The model's input and output layouts are the release contract's (shared with `evaluate`),
 # re-exported here beside the decoder and encoder that feed and read them.
-from portraitsr.release import to_model_input  # noqa: F401
+from portraitsr.release import (
+    round_to_uint8,
+    to_model_input,  # noqa: F401
+)
 from portraitsr.release import to_uint8 as sr_to_uint8  # noqa: F401
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -162,7 +165,7 @@ def compose_output(rgb_uint8: np.ndarray, alpha: np.ndarray | None) -> Image.Ima
     image = Image.fromarray(rgb_uint8, mode="RGB")
     if alpha is None:
         return image
-    alpha_image = Image.fromarray(np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8), mode="L")
+    alpha_image = Image.fromarray(round_to_uint8(alpha), mode="L")
     image.putalpha(alpha_image.resize(image.size, Image.Resampling.BICUBIC))
     return image
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from portraitsr.release import CPU, open_session
+from portraitsr.release import CPU, open_session, round_to_uint8
 from service.core.settings import ServiceSettings
 
 DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parents[2] / "model" / "face_detector"
@@ -119,7 +119,7 @@ class FaceDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an H×W×3 image (uint8, or float in [0, 1]), best score first."""
-        image = rgb if rgb.dtype == np.uint8 else np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+        image = rgb if rgb.dtype == np.uint8 else round_to_uint8(rgb)
         height, width = image.shape[:2]
         shrink = min(1.0, self.settings.max_side / max(height, width))
         if shrink < 1.0:

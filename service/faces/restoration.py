@@ -19,6 +19,7 @@ from enum import StrEnum
 import numpy as np
 from PIL import Image
 
+from portraitsr.release import round_to_uint8
 from service.core.settings import ServiceSettings
 from service.faces.alignment import (
     FRAME,
@@ -117,13 +118,9 @@ def plan_faces(rgb: np.ndarray, faces: list[Face], scale: int, policy: RestorePo
     return plans
 
 
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-
-
 def upscale_background(rgb: np.ndarray, scale: int) -> np.ndarray:
     """The whole photo upscaled bicubically (Pillow), uint8: what every pixel outside the faces becomes."""
-    image = Image.fromarray(to_uint8(rgb))
+    image = Image.fromarray(round_to_uint8(rgb))
     return np.asarray(image.resize((image.width * scale, image.height * scale), Image.Resampling.BICUBIC))
 
 
@@ -165,7 +162,7 @@ def paste_faces(background: np.ndarray, restored: list[tuple[FacePlan, np.ndarra
     height, width = background.shape[:2]
     layers, boxes = [], []
     for plan, face in restored:
-        reference = to_uint8(cubic_upscale(plan.crop, scale)).astype(np.float32)
+        reference = round_to_uint8(cubic_upscale(plan.crop, scale)).astype(np.float32)
         residual = face.astype(np.float32) - reference
         # ±1 level is rounding, not detail: the model's cubic (ONNX Resize) and this one agree to
         # 1e-5, but a value on a .5 tie rounds either way. Without this an identity model would
@@ -196,7 +193,7 @@ def paste_faces(background: np.ndarray, restored: list[tuple[FacePlan, np.ndarra
             total[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] += alpha * detail
             weights[by0 - y0:by1 - y0, bx0 - x0:bx1 - x0] += alpha
         region = background[y0:y1, x0:x1].astype(np.float32) / 255.0 + total / np.maximum(weights, 1.0)
-        output[y0:y1, x0:x1] = to_uint8(region)
+        output[y0:y1, x0:x1] = round_to_uint8(region)
     return output
 
 
