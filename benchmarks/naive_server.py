@@ -4,14 +4,12 @@ Same decoding, encoding and ONNX Runtime settings as the service, so the differe
 the serving architecture only. FastAPI runs the sync handler in its thread pool, so concurrent
 requests run the model concurrently, one image each.
 
-    python benchmarks/naive_server.py --manifest model/release/manifest.json --port 8001
+    python -m benchmarks.naive_server --manifest model/release/manifest.json --port 8001
 """
 
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def create_app(manifest: Path, intra_op_threads: int):
