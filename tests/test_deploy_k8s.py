@@ -139,7 +139,7 @@ def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
     from service.http.app import create_app, route_paths
 
     objects = render_overlay(overlay)
-    worker_source = (REPO / "service" / "worker.py").read_text()
+    worker_source = (REPO / "service" / "queue" / "worker.py").read_text()
     for deployment in PORTRAITSR:
         c = container(objects, deployment)
         settings = settings_of(objects, deployment, monkeypatch)
