@@ -171,3 +171,12 @@ def test_restore_maps_a_full_queue_to_429_with_retry_after():
     response = client_for(ScriptedBroker(busy)).post("/restore", content=png_bytes(group_photo()))
     assert response.status_code == 429 and response.headers["retry-after"] == "2"
     assert response.json()["error"] == "queue_full" and response.headers["x-request-id"]
+
+
+def test_every_queue_error_has_an_http_answer():
+    from service.http.errors import to_api_error
+
+    examples = {QueueFull: QueueFull("full", retry_after_s=2)}
+    for kind in QueueError.__subclasses__():
+        answer = to_api_error(examples.get(kind) or kind("why"))
+        assert answer.status >= 400 and answer.code and answer.outcome != "ok"

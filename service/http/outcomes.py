@@ -7,6 +7,7 @@ the outcome its answer had, whichever layer refused it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -33,7 +34,7 @@ class RequestRecord:
         self.metrics.observe_request(answer.outcome, self.seconds())
         return error_response(answer, self.request_id)
 
-    def succeeded(self, replies: list[Reply] = ()) -> float:
+    def succeeded(self, replies: Sequence[Reply] = ()) -> float:
         """Count a success and the jobs it ran; its latency in seconds."""
         seconds = self.seconds()
         self.metrics.observe_request(RequestOutcome.OK, seconds, replies)
