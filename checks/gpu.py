@@ -133,6 +133,8 @@ def check_training(args: argparse.Namespace, work: Path, launcher: list[str], st
     return result | read_train_log(run_dir)
 
 
+# `torchrun` of this interpreter's torch, whether or not its bin/ folder is on PATH.
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
 PARITY_TOLERANCE = 1 / 255  # CUDA and CPU may differ by float error, never by an output level
 
 
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "parity": check_parity(args.manifest, provider),
         "service": check_service(args.manifest, provider, levels, args.duration_s),
         "training": check_training(args, args.work, [], steps, perceptual),
-        "torchrun": check_training(args, args.work, ["torchrun", "--standalone", "--nproc_per_node", "1"],
+        "torchrun": check_training(args, args.work, TORCHRUN,
                                    max(10, steps // 10), perceptual),
     }
     text = render(report)
