@@ -50,7 +50,7 @@ def parse_candidate(text: str) -> dict[str, Any]:
 
 def score_scale(faces: np.ndarray, scale: int, models: list[dict[str, Any]], lpips_net: Any) -> list[dict[str, Any]]:
     """One record per (row, image): each method's scores, and the upload's JPEG quality and noise."""
-    from service.input_quality import jpeg_quality, noise_sigma
+    from service.core.input_quality import jpeg_quality, noise_sigma
     from training.degradations.benchmark import TABLE, decode
     from training.evaluation import OnnxUpscaler, bicubic_upscale
     from training.metrics import lpips, psnr_y, ssim_y
@@ -82,7 +82,7 @@ def score_scale(faces: np.ndarray, scale: int, models: list[dict[str, Any]], lpi
 
 def with_auto(records: list[dict[str, Any]], rule: Any, scale: int) -> list[dict[str, Any]]:
     """Each record gains ``auto``: the scores of the variant the rule picks from its features."""
-    from service.input_quality import ModelVariant
+    from service.core.input_quality import ModelVariant
 
     for record in records:
         if not {"clean", "real"} <= set(record):
@@ -125,7 +125,7 @@ def fit_auto(records_by_scale: dict[int, list[dict[str, Any]]]) -> Any:
     A JPEG of quality ≤ 80 must go to the real model (the issue's contract), so jpeg_quality_max
     is searched from 80 up; a clean PNG has no JPEG quality, so only the noise threshold decides it.
     """
-    from service.input_quality import AutoRule
+    from service.core.input_quality import AutoRule
 
     best_rule, best_regret = None, float("inf")
     sigmas = [round(x, 1) for x in np.arange(3.0, 16.01, 0.5)]
@@ -182,7 +182,7 @@ def main() -> int:
 
     import onnxruntime
 
-    from service.input_quality import AutoRule
+    from service.core.input_quality import AutoRule
     from training.metrics import load_lpips
 
     onnxruntime.set_default_logger_severity(3)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.face_detector import DetectorSettings, FaceDetector
+from service.faces.detector import DetectorSettings, FaceDetector
 
 SOURCES = ("scut-fbp5500", "aaf-crops")
 INTER_OCULAR = (3, 4, 5, 6, 7, 8, 10, 12, 14, 18, 22)

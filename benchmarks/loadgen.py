@@ -2,7 +2,7 @@
 
 Usage (against a running service)::
 
-    python benchmarks/loadgen.py --url http://127.0.0.1:8000 --manifest model/release/manifest.json
+    python -m benchmarks.loadgen --url http://127.0.0.1:8000 --manifest model/release/manifest.json
 
 Each concurrency level runs ``c`` client threads for ``--duration-s``; each thread sends one
 request, waits for the answer, sends the next. Raw ORT throughput is the same model in this
@@ -28,10 +28,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from service.inference import ModelRunner  # noqa: E402
-from service.manifest import load_manifest  # noqa: E402
+from portraitsr.manifest import load_manifest
+from service.core.inference import ModelRunner
 
 
 @dataclass

@@ -4,14 +4,12 @@ Same decoding, encoding and ONNX Runtime settings as the service, so the differe
 the serving architecture only. FastAPI runs the sync handler in its thread pool, so concurrent
 requests run the model concurrently, one image each.
 
-    python benchmarks/naive_server.py --manifest model/release/manifest.json --port 8001
+    python -m benchmarks.naive_server --manifest model/release/manifest.json --port 8001
 """
 
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def create_app(manifest: Path, intra_op_threads: int):
@@ -19,9 +17,10 @@ def create_app(manifest: Path, intra_op_threads: int):
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from service.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
-    from service.inference import ModelRunner, upscale
-    from service.manifest import load_manifest
+    from portraitsr.manifest import load_manifest
+    from service.core.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
+    from service.core.inference import ModelRunner, upscale
+    from service.http.errors import IMAGE_STATUS
 
     runners = {spec.scale: ModelRunner(spec, "cpu", intra_op_threads) for spec in load_manifest(manifest)}
     app = FastAPI(title="PortraitSR naive baseline")
@@ -40,7 +39,7 @@ def create_app(manifest: Path, intra_op_threads: int):
         try:
             body = await run_in_threadpool(work)
         except ImageInputError as error:
-            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=error.status)
+            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=IMAGE_STATUS[error.problem])
         return Response(body, media_type=OUTPUT_FORMATS[format])
 
     return app

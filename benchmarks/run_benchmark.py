@@ -1,6 +1,6 @@
 """The whole benchmark in one command: the service, the naive baseline, raw ONNX Runtime.
 
-    .venv/bin/python benchmarks/run_benchmark.py --manifest model/release/manifest.json
+    .venv/bin/python -m benchmarks.run_benchmark --manifest model/release/manifest.json
 
 Starts ``portraitsr serve`` (private Redis, one worker) on a free port, measures raw ORT throughput
 and sweeps concurrency against it (benchmarks/loadgen.py), stops it; then does the same for the
@@ -16,24 +16,16 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks import loadgen
+from service.supervisor import free_port
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-import loadgen  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def machine() -> str:
@@ -109,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         port = free_port()
         naive = subprocess.Popen(
-            [sys.executable, str(HERE / "naive_server.py"), "--manifest", str(args.manifest), "--port", str(port),
+            [sys.executable, "-m", "benchmarks.naive_server", "--manifest", str(args.manifest), "--port", str(port),
              "--intra-op-threads", str(args.intra_op_threads)],
             cwd=REPO,
         )

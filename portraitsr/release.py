@@ -25,7 +25,7 @@ CPU = "CPUExecutionProvider"
 # so the upscaled side must be a multiple of this; inputs are edge-padded to fit, outputs cropped.
 OUTPUT_MULTIPLE = 8
 # Image files taken from folders (evaluation sets, training sources, `portraitsr upscale`): the
-# formats the service's decoder accepts (service.images.ACCEPTED_FORMATS).
+# formats the service's decoder accepts (service.core.images.ACCEPTED_FORMATS).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
 
@@ -62,15 +62,20 @@ def to_model_input(rgb: np.ndarray) -> np.ndarray:
     return planes / np.float32(255.0) if rgb.dtype == np.uint8 else planes
 
 
-def to_uint8(sr: np.ndarray) -> np.ndarray:
-    """The contract's ``sr`` (N×3×H×W, or 3×H×W) → N×H×W×3 (or H×W×3) uint8, rounded half to even.
+def round_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any layout) → uint8 levels, clipped and rounded half to even.
 
     The product with 255 is taken in float64, where it is exact for any float32 input, so the
-    rounding never depends on float32 error (evaluation scores rounded images).
+    rounding never depends on float32 error (evaluation scores rounded images). Every float →
+    uint8 pixel conversion of the project goes through here.
     """
-    sr = np.asarray(sr, dtype=np.float64)
-    pixels = np.clip(np.rint(sr * 255.0), 0, 255).astype(np.uint8)
-    return pixels.transpose(1, 2, 0) if sr.ndim == 3 else pixels.transpose(0, 2, 3, 1)
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_uint8(sr: np.ndarray) -> np.ndarray:
+    """The contract's ``sr`` (N×3×H×W, or 3×H×W) → N×H×W×3 (or H×W×3) uint8 (:func:`round_to_uint8`)."""
+    pixels = round_to_uint8(sr)
+    return pixels.transpose(1, 2, 0) if pixels.ndim == 3 else pixels.transpose(0, 2, 3, 1)
 
 
 @dataclass(frozen=True)

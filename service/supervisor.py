@@ -28,11 +28,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from service.manifest import ManifestError, load_manifest
+from portraitsr.manifest import ManifestError, load_manifest
+from service.core.settings import ServiceSettings
 from service.port_owner import port_in_use_message, port_is_free
 from service.process_lifetime import die_with_this_process
-from service.protocol import Keys
-from service.settings import ServiceSettings
+from service.queue.protocol import delete_worker_heartbeats
 
 log = logging.getLogger("portraitsr.serve")
 STOP_WITHIN_S = 9.0  # SIGTERM/Ctrl-C of `serve`: every child gone within this, by SIGKILL if need be
@@ -75,7 +75,7 @@ def write_redis_config(port: int, directory: str, password: str) -> Path:
 
     AOF with fsync every second: a redis-server that dies (kill -9) and is restarted on the same
     directory comes back with every job and reply it had acknowledged up to ~1 s before; what the
-    last second lost, the API re-submits (service/broker.py).
+    last second lost, the API re-submits (service/queue/broker.py).
     """
     path = Path(directory) / "redis.conf"
     lines = [
@@ -136,11 +136,7 @@ def forget_previous_workers(settings: ServiceSettings) -> int:
     dead (the data directory's lock keeps other runs out), but until their heartbeats expired
     /readyz would say ready and admission would count their speed before our workers are warm.
     Their unacknowledged jobs stay pending and are claimed like any dead worker's."""
-    import redis
-
-    with redis.Redis.from_url(settings.redis_url, socket_timeout=5) as client:
-        stale = list(client.scan_iter(match=Keys.of(settings).heartbeat_pattern))
-        return client.delete(*stale) if stale else 0
+    return delete_worker_heartbeats(settings)
 
 
 def ports_in_use(settings: ServiceSettings) -> list[str]:

@@ -8,13 +8,12 @@ import io
 import numpy as np
 import pytest
 import torch
-from face_images import synthetic_face
 from PIL import Image
-from training_cache import write_generated_cache
 
 from training.config import train_config_from_dict
 from training.data.dataset import FaceDataset
 from training.data.degrade import bicubic_downsample
+from training.data.synthetic import synthetic_face, write_generated_cache
 from training.degradations import operations as ops
 from training.degradations.benchmark import BY_NAME, TABLE, degraded_held_out
 from training.degradations.config import DegradationConfig

@@ -13,8 +13,8 @@ import torch
 from model.config import load_model_config
 from model.export import SRPath
 from model.network import PortraitSR
+from portraitsr.manifest import load_manifest
 from portraitsr.release import open_session
-from service.manifest import load_manifest
 from training.checkpoint import save_checkpoint
 from training.export import export_release
 

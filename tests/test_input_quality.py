@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
-from face_images import synthetic_face
 from PIL import Image
 
-from service.input_quality import AutoRule, ModelVariant, jpeg_quality, noise_sigma
+from service.core.input_quality import AutoRule, ModelVariant, jpeg_quality, noise_sigma
+from training.data.synthetic import synthetic_face
 
 
 def encoded(image: np.ndarray, fmt: str, **options) -> bytes:

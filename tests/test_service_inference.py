@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from service_helpers import build_fixture_release
 
+from portraitsr.manifest import ManifestError, load_manifest
 from portraitsr.release import CUDA
-from service.inference import ModelRunner, load_runners
-from service.manifest import ManifestError, load_manifest
+from service.core.inference import ModelRunner, load_runners
 
 
 @pytest.fixture(scope="module")

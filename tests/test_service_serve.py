@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
 
-from service.images import decode_image
-from service.inference import load_runners, upscale
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from service.core.images import decode_image
+from service.core.inference import load_runners, upscale
 
 RELEASE_MANIFEST = REPO / "model" / "release" / "manifest.json"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from training_cache import write_generated_cache
 
 from portraitsr.cli import main as portraitsr_main
 from training.checkpoint import average_checkpoints, load_checkpoint, network_from_checkpoint
 from training.config import load_train_config, train_config_from_dict
+from training.data.synthetic import write_generated_cache
 from training.sampling import ResumableSampler
 from training.trainer import NonFiniteTrainingError, Trainer
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_images import png_bytes, synthetic_face
 from PIL import Image
-from service_helpers import REPO, build_fixture_release
+from service_helpers import REPO, build_fixture_release, png_bytes
 
-from service.compare_strip import StripLayout
-from service.images import compose_output, decode_image, sr_to_uint8, to_model_input
-from service.inference import ModelRunner
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from service.core.images import compose_output, decode_image, sr_to_uint8, to_model_input
+from service.core.inference import ModelRunner
+from service.files.compare_strip import StripLayout
+from training.data.synthetic import synthetic_face
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import torch
 
 from model.export import SRPath, export_onnx
 from model.network import PortraitSR
-from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session, sha256_of
+from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session
 from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
 
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
@@ -88,19 +89,14 @@ def manifest_entry(
     config = checkpoint["model_config"]
     train_config = checkpoint.get("train_config", {})
     net_parameters = sum(value.numel() for value in checkpoint["model"].values())
-    entry: dict[str, Any] = {
-        "name": name,
-        "scale": int(config["scale"]),
-        "onnx": onnx_path.relative_to(release_dir).as_posix(),
-        "sha256": sha256_of(onnx_path),
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-        "input_range": [0.0, 1.0],
-        "layout": "NCHW float32 RGB",
-        "model_config": config,
-        "flip_ensemble": flip_ensemble,  # the ONNX averages the face and its mirror image (model/export.py)
-        "parameters_in_checkpoint": int(net_parameters),
-        "training": {
+    entry = model_entry(
+        name, int(config["scale"]), onnx_path, release_dir,
+        input_range=[0.0, 1.0],
+        layout="NCHW float32 RGB",
+        model_config=config,
+        flip_ensemble=flip_ensemble,  # the ONNX averages the face and its mirror image (model/export.py)
+        parameters_in_checkpoint=int(net_parameters),
+        training={
             "config": train_config.get("name"),
             "steps": checkpoint.get("step"),
             "batch_size": train_config.get("schedule", {}).get("batch_size"),
@@ -120,35 +116,16 @@ def manifest_entry(
                 1,
             ),
         },
-        "parity": {"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
-        "licence": weights_licence(checkpoint),
-        "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "exported_with": {"torch": torch.__version__, "python": platform.python_version()},
-    }
+        parity={"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
+        licence=weights_licence(checkpoint),
+        exported_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        exported_with={"torch": torch.__version__, "python": platform.python_version()},
+    )
     if finetune_path is not None:
         entry["checkpoint"] = finetune_path.relative_to(release_dir).as_posix()
     if metrics is not None:
         entry["metrics"] = metrics
     return entry
-
-
-def update_manifest(manifest_path: Path, entry: dict[str, Any]) -> list[str]:
-    """Insert `entry`, replacing any entry with its name or scale; returns the names it replaced."""
-    document: dict[str, Any] = {"models": []}
-    if manifest_path.exists():
-        document = json.loads(manifest_path.read_text())
-    kept, replaced = [], []
-    for existing in document.get("models", []):
-        if existing.get("name") == entry["name"] or int(existing.get("scale", 0)) == entry["scale"]:
-            replaced.append(existing.get("name"))
-        else:
-            kept.append(existing)
-    document["models"] = sorted([*kept, entry], key=lambda model: int(model["scale"]))
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = manifest_path.with_name(manifest_path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    temporary.replace(manifest_path)
-    return replaced
 
 
 def summarize_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -195,5 +172,5 @@ def export_release(
         metrics = summarize_evaluation(json.loads(Path(evaluation_json).read_text()))
     entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble)
     if write_manifest:
-        entry["replaced"] = update_manifest(release_dir / "manifest.json", entry)
+        entry["replaced"] = update_manifest(release_dir / MANIFEST_NAME, entry)
     return entry

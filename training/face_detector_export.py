@@ -1,4 +1,4 @@
-"""MTCNN P/R/O-Net → ONNX for the service's face detector (``service/face_detector.py``).
+"""MTCNN P/R/O-Net → ONNX for the service's face detector (``service/faces/detector.py``).
 
 The weights are the MIT-licensed state dicts shipped inside the ``facenet-pytorch`` wheel
 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, converted by Tim Esler from the MTCNN authors'

@@ -37,7 +37,7 @@ def add_in_process_model_arguments(parser: argparse.ArgumentParser, batch_help: 
 
 
 def settings_from_args(args: argparse.Namespace, **overrides):
-    from service.settings import load_settings
+    from service.core.settings import load_settings
 
     return load_settings(
         args.config, redis_url=args.redis_url, manifest_path=args.manifest_path, **overrides
@@ -56,7 +56,7 @@ def collect_or_report(args: argparse.Namespace):
     None (after saying why) when there is nothing to do."""
     import sys
 
-    from service.upscale_files import UpscaleReport, collect_inputs
+    from service.files.upscale import UpscaleReport, collect_inputs
 
     report = UpscaleReport()
     inputs = collect_inputs(args.inputs, report)
@@ -73,8 +73,8 @@ def release_spec(args: argparse.Namespace):
     saying why) when the manifest is unreadable or has no model of that scale."""
     import sys
 
-    from service.manifest import ManifestError, load_manifest
-    from service.settings import DEFAULT_MANIFEST
+    from portraitsr.manifest import ManifestError, load_manifest
+    from service.core.settings import DEFAULT_MANIFEST
 
     manifest_path = args.manifest or DEFAULT_MANIFEST
     try:
@@ -118,7 +118,7 @@ def run_remote(args: argparse.Namespace, endpoint: str, describe) -> int:
     import os
     import sys
 
-    from service.remote_files import RemoteOptions, send_files
+    from service.files.remote import RemoteOptions, send_files
 
     if args.concurrency < 1 or args.max_retries < 0:
         print("error: --concurrency must be at least 1, --max-retries at least 0", file=sys.stderr)

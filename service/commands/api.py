@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api import create_app
-    from service.http_server import DrainingServer, HttpLimits, hardened_protocol
-    from service.settings import effective_api_drain_s
+    from service.core.settings import effective_api_drain_s
+    from service.http.app import create_app
+    from service.http.limits import DrainingServer, HttpLimits, hardened_protocol
 
     configure_logging(args.log_level)
     settings = settings_from_args(args, api_host=args.api_host, api_port=args.api_port)

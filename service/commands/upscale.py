@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from service.commands._common import collect_or_report, finish, release_spec
-    from service.images import ImageLimits
-    from service.inference import ModelRunner
-    from service.upscale_files import UpscaleOptions, upscale_files
+    from service.core.images import ImageLimits
+    from service.core.inference import ModelRunner
+    from service.files.upscale import UpscaleOptions, upscale_files
 
     if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
         print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)

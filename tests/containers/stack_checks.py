@@ -129,7 +129,7 @@ class Stack:
 # Run inside a worker container: its own /metrics, on the port its settings use.
 WORKER_METRICS = """
 import urllib.request
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
 port = ServiceSettings().worker_metrics_port
 print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
 """
@@ -138,8 +138,8 @@ print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read
 # file of its ACL user when the deployment sets one).
 CONNECT = """
 import redis
-from service.protocol import password_file_credentials
-from service.settings import ServiceSettings
+from service.queue.protocol import password_file_credentials
+from service.core.settings import ServiceSettings
 settings = ServiceSettings()
 url, secret = settings.redis_url or "redis://127.0.0.1:6379/0", {}
 if settings.redis_password_file is not None:
