@@ -16,7 +16,9 @@ import time
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from service.inference import ModelRunner, session_options
+import portraitsr.runtimes as runtimes
+from portraitsr.runtimes import REFERENCE
+from service.inference import ModelRunner
 from service.manifest import load_manifest
 
 arena, manifest, heavy_side = sys.argv[1] == "on", sys.argv[2], int(sys.argv[3])
@@ -25,14 +27,13 @@ def rss_mib(field="VmRSS"):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field)) // 1024
 
-import service.inference as inference
-original = inference.session_options
+original = runtimes.session_options
 def options(threads, spinning):
     chosen = original(threads, spinning)
     chosen.enable_cpu_mem_arena = arena
     return chosen
-inference.session_options = options
-runners = {spec.scale: ModelRunner(spec, "cpu", 1) for spec in load_manifest(manifest)}
+runtimes.session_options = options
+runners = {spec.scale: ModelRunner(spec, REFERENCE.with_threads(1)) for spec in load_manifest(manifest)}
 report = {"arena": arena, "loaded_mib": rss_mib()}
 light = np.random.rand(8, 3, 16, 16).astype(np.float32)
 runners[8].run(light)

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from service_helpers import Cluster, build_fixture_release, face_like, metric_value, png_bytes, wait_until
 
+from portraitsr.runtimes import REFERENCE
 from service.images import decode_image
 from service.inference import load_runners, upscale
 from service.manifest import load_manifest
@@ -39,7 +40,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runners(cluster):
-    return load_runners(load_manifest(cluster.manifest), "cpu", 1)
+    return load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))
 
 
 def post(url: str, data: bytes, **params) -> httpx.Response:

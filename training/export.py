@@ -19,7 +19,8 @@ import torch
 
 from model.export import SRPath, export_onnx
 from model.network import PortraitSR
-from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session, sha256_of
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME, sha256_of
+from portraitsr.runtimes import onnxruntime_session
 from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
 
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
@@ -51,7 +52,7 @@ def check_parity(
     flip_ensemble: bool = False,
 ) -> ParityResult:
     """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
-    session = open_session(onnx_path)
+    session = onnxruntime_session(onnx_path)
     reference = SRPath(net, flip_ensemble).eval()
     generator = torch.Generator().manual_seed(seed)
     cases = []
