@@ -205,7 +205,9 @@ def test_worker_skips_a_job_whose_deadline_passed(cluster):
 def test_health_metrics_openapi_and_page(cluster):
     assert httpx.get(f"{cluster.url}/livez").json() == {"alive": True}
     ready = httpx.get(f"{cluster.url}/readyz").json()
-    assert ready["ready"] and ready["workers"][0]["models"][0]["provider"] == "CPUExecutionProvider"
+    model = ready["workers"][0]["models"][0]
+    assert ready["ready"] and model["provider"] == "CPUExecutionProvider"
+    assert (model["runtime"], model["precision"]) == ("onnxruntime", "fp32")  # the cluster's setting
     assert httpx.get(f"{cluster.worker.metrics_url}/readyz").json()["ready"]
     metrics = httpx.get(f"{cluster.url}/metrics").text
     for name in ("portraitsr_request_duration_seconds_bucket", "portraitsr_queue_wait_seconds_bucket",
