@@ -10,8 +10,9 @@
   ratios, the images/s the median of the rounds. Also images per CPU-second of this process
   (``time.process_time``), which moves far less with other processes' load than wall-clock
   speed: on a shared machine, the number to compare.
-- **Start**: a fresh process opening both models, as a worker does, with an empty OpenVINO
-  compiled-model cache (cold) and again with the cache it left (warm); ONNX Runtime for comparison.
+- **Start**: a fresh process opening both models, as a worker does (imports included), with an
+  empty OpenVINO compiled-model cache (cold) and again with the cache it left (warm); ONNX Runtime
+  for comparison. Wall-clock and CPU seconds (all threads of the process).
 - **Quality** (``--helen``): Helen-50 PSNR-Y through each runtime, and its difference from
   ONNX Runtime fp32 (evaluation only: nothing is chosen on it).
 """
@@ -46,13 +47,13 @@ RUNTIMES = {
 }
 START_CHILD = r"""
 import json, sys, time
-started = time.perf_counter()
+started, started_cpu = time.perf_counter(), time.process_time()
 from portraitsr.runtimes import RuntimeRequest
 from service.inference import load_runners
 from service.manifest import load_manifest
 runtime, precision, cache = sys.argv[2], sys.argv[3], sys.argv[4]
 runners = load_runners(load_manifest(sys.argv[1]), RuntimeRequest(runtime, precision, "cpu", cache_dir=cache))
-print(json.dumps({"seconds": round(time.perf_counter() - started, 3),
+print(json.dumps({"seconds": round(time.perf_counter() - started, 3), "cpu_seconds": round(time.process_time() - started_cpu, 3),
                   "runs_on": sorted({f"{r.runtime} {r.precision}" for r in runners.values()})}))
 """
 
@@ -81,8 +82,8 @@ def speed(manifest: Path, batches: list[int], rounds: int, seconds: float, threa
                     measured[name].append(images_per_s(runner, lr, seconds))
             reference = measured["onnxruntime fp32"]
             for name, values in measured.items():
-                wall = [ratio(mine[0], theirs[0]) for mine, theirs in zip(values, reference, strict=True)]
-                cpu = [ratio(mine[1], theirs[1]) for mine, theirs in zip(values, reference, strict=True)]
+                wall = [mine[0] / theirs[0] for mine, theirs in zip(values, reference, strict=True)]
+                cpu = [mine[1] / theirs[1] for mine, theirs in zip(values, reference, strict=True)]
                 row = {"model": spec.name, "scale": spec.scale, "batch": batch, "runtime": name,
                        "images_per_s": round(statistics.median(v[0] for v in values), 2),
                        "images_per_cpu_s": round(statistics.median(v[1] for v in values), 2),
@@ -91,10 +92,6 @@ def speed(manifest: Path, batches: list[int], rounds: int, seconds: float, threa
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
-
-
-def ratio(mine: float, theirs: float) -> float:
-    return mine / theirs
 
 
 def start_times(manifest: Path) -> list[dict]:
@@ -169,16 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per runtime, batch and round")
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores, as the workers")
     parser.add_argument("--helen", type=Path, default=None, help="Helen-50 HR folder: PSNR-Y per runtime")
+    parser.add_argument("--only", choices=("speed", "start", "helen"), default=None, help="one part only")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     report = {"machine": machine(), "versions": versions(), "load_average_before": os.getloadavg(),
               "settings": {k: str(v) for k, v in vars(args).items()}}
-    report["speed"] = speed(args.manifest, [int(b) for b in args.batches.split(",")], args.rounds, args.seconds, args.threads)
-    report["start"] = start_times(args.manifest)
-    if args.helen is not None:
+    if args.only in (None, "speed"):
+        batches = [int(b) for b in args.batches.split(",")]
+        report["speed"] = speed(args.manifest, batches, args.rounds, args.seconds, args.threads)
+    if args.only in (None, "start"):
+        report["start"] = start_times(args.manifest)
+    if args.helen is not None and args.only in (None, "helen"):
         report["helen50"] = helen(args.manifest, args.helen, args.threads)
     report["load_average_after"] = os.getloadavg()
-    print(render(report))
+    if "speed" in report:
+        print(render(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
