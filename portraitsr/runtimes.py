@@ -160,7 +160,7 @@ def _openvino_choice(precision: str, bf16_cpu: bool, reason: str, fallback: str 
     if precision == "fp32" or (precision == "auto" and not bf16_cpu):
         return RuntimeChoice("openvino", "cpu", "fp32", reason, fallback)
     if not bf16_cpu and precision == "bf16":
-        # OpenVINO would emulate bf16 at a loss of speed: fp32 instead, and say so.
+        # bf16 is worth its error only where the CPU computes it in hardware: fp32 instead, and say so.
         fallback = "bf16 was requested but this CPU has neither avx512_bf16 nor amx_bf16; running fp32"
         return RuntimeChoice("openvino", "cpu", "fp32", reason, fallback)
     return RuntimeChoice("openvino", "cpu", "bf16", reason, fallback)
