@@ -136,3 +136,23 @@ def test_the_manifest_records_the_runtime_parity_of_the_shipped_models():
         recorded = {(row["runtime"], row["device"], row["precision"]): row for row in parity["runtimes"]}
         assert set(recorded) == {("onnxruntime", "cuda", "fp32"), ("openvino", "cpu", "fp32"), ("openvino", "cpu", "bf16")}
         assert all(row["passed"] for row in recorded.values() if row["checked"])
+
+
+def test_a_model_a_runtime_cannot_run_is_refused_not_recorded(tmp_path):
+    """The flip ensemble's graph (model/export.py) is one OpenVINO 2026.4 cannot convert: the export's
+    parity check must refuse it (a failed row with the error), never pass it or crash without saying."""
+    import torch
+
+    from model.config import load_model_config
+    from model.export import export_onnx
+    from model.network import PortraitSR
+    from training.runtime_parity import RuntimeParityError
+
+    torch.manual_seed(0)
+    onnx_path = export_onnx(PortraitSR(load_model_config("tiny-x4")).eval(), tmp_path / "flip.onnx", flip_ensemble=True)
+    try:
+        result = check_runtimes(onnx_path, 4, threads=1)
+    except RuntimeParityError as error:
+        assert "'error': " in str(error) and "openvino" in str(error)
+        return
+    assert all(row["passed"] for row in result["runtimes"] if row["checked"])  # a later OpenVINO reads it

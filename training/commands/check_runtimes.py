@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             name = f"  {row['runtime']} {row['device']} {row['precision']}"
             if not row["checked"]:
                 print(f"{name}: not checked ({row['reason']})")
+            elif "error" in row:
+                print(f"{name}: FAILED, cannot run it: {row['error'][:300]}")
             else:
                 agreement = row["min_psnr_y_vs_reference"]
                 print(f"{name}: PSNR-Y {row['psnr_y_delta']:+.4f} dB, "
