@@ -127,11 +127,6 @@ class ServiceSettings(BaseSettings):
         "unset: job_deadline_s + 1 (`serve`: 6, so that it stops within 10 s)"
     )
 
-
-def effective_api_drain_s(settings: ServiceSettings) -> float:
-    """How long the API drains on SIGTERM: ``api_drain_s``, else until any job admitted could end."""
-    return settings.api_drain_s if settings.api_drain_s is not None else settings.job_deadline_s + 1
-
     @model_validator(mode="after")
     def _runtime_is_installed(self) -> ServiceSettings:
         """A runtime named and not installed is refused when the settings load, not at the first job."""
@@ -150,6 +145,11 @@ def effective_api_drain_s(settings: ServiceSettings) -> float:
             threads=self.intra_op_threads if threads is None else threads,
             cache_dir=self.openvino_cache_dir or default_cache_dir(),
         )
+
+
+def effective_api_drain_s(settings: ServiceSettings) -> float:
+    """How long the API drains on SIGTERM: ``api_drain_s``, else until any job admitted could end."""
+    return settings.api_drain_s if settings.api_drain_s is not None else settings.job_deadline_s + 1
 
 
 def load_settings(yaml_path: str | Path | None = None, **overrides) -> ServiceSettings:
