@@ -24,6 +24,7 @@ from PIL import Image
 
 from benchmarks.face_detection import PER_ROW, background, compose
 from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import RuntimeRequest
 from service.core.inference import ModelRunner
 from service.core.settings import DEFAULT_MANIFEST
 from service.faces.detector import FaceDetector
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", action="store_true", help="only time photos of 0, 1, 4, 8 and 16 faces")
     args = parser.parse_args(argv)
     spec = {s.scale: s for s in load_manifest(args.manifest)}[args.scale]
-    runner = ModelRunner(spec, "cpu", args.threads)
+    runner = ModelRunner(spec, RuntimeRequest(device="cpu", threads=args.threads))  # what the service runs
     restorer = model_restorer(runner, batch_size=8)
     detector = FaceDetector()
     faces = held_out_faces(args.data, args.cache, args.faces, args.seed)

@@ -16,9 +16,10 @@ import time
 CHILD = r"""
 import json, sys, time
 import numpy as np
-import portraitsr.release as release
-from service.core.inference import ModelRunner
+import portraitsr.runtimes as runtimes
 from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.inference import ModelRunner
 
 arena, manifest, heavy_side = sys.argv[1] == "on", sys.argv[2], int(sys.argv[3])
 
@@ -26,13 +27,13 @@ def rss_mib(field="VmRSS"):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field)) // 1024
 
-original = release.session_options  # every session is made through it
+original = runtimes.session_options
 def options(threads, spinning):
     chosen = original(threads, spinning)
     chosen.enable_cpu_mem_arena = arena
     return chosen
-release.session_options = options
-runners = {spec.scale: ModelRunner(spec, "cpu", 1) for spec in load_manifest(manifest)}
+runtimes.session_options = options
+runners = {spec.scale: ModelRunner(spec, REFERENCE.with_threads(1)) for spec in load_manifest(manifest)}
 report = {"arena": arena, "loaded_mib": rss_mib()}
 light = np.random.rand(8, 3, 16, 16).astype(np.float32)
 runners[8].run(light)

@@ -42,15 +42,23 @@ def gpu_description() -> str:
         return "no nvidia-smi"
 
 
+def onnxruntime_on(provider: str):
+    """ONNX Runtime on ``provider`` (cuda, or cpu for the dry run): the GPU check compares like with like."""
+    from portraitsr.runtimes import RuntimeRequest
+
+    return RuntimeRequest("onnxruntime", "fp32", provider)
+
+
 def check_parity(manifest: Path, provider: str) -> list[dict]:
     from portraitsr.manifest import load_manifest
+    from portraitsr.runtimes import REFERENCE
     from service.core.inference import ModelRunner
 
     rows = []
     for spec in load_manifest(manifest):
         side = 128 // spec.scale
         lr = np.random.default_rng(0).random((4, 3, side, side), dtype=np.float32)
-        reference, candidate = ModelRunner(spec, "cpu"), ModelRunner(spec, provider)
+        reference, candidate = ModelRunner(spec, REFERENCE), ModelRunner(spec, onnxruntime_on(provider))
         difference = float(np.abs(reference.run(lr) - candidate.run(lr)).max())
         rows.append({"model": spec.name, "provider": candidate.provider, "fallback": candidate.fallback_reason,
                      "max_abs_diff": difference})
@@ -63,13 +71,14 @@ def check_service(manifest: Path, provider: str, levels: list[int], duration_s: 
     from service.supervisor import free_port
 
     scale, side = 8, 16
-    runner = loadgen.raw_runner(manifest, scale, 0, provider)
+    runner = loadgen.raw_runner(manifest, scale, onnxruntime_on(provider))
     raw = {}
     for batch in levels:
         images_per_s, ms = loadgen.raw_throughput(runner, side, batch, duration_s / 2)
         raw[batch] = {"images_per_s": round(images_per_s, 1), "ms_per_run": round(ms, 2)}
     env = {key: value for key, value in os.environ.items() if not key.startswith("PORTRAITSR_")}
     env |= {"PORTRAITSR_MANIFEST_PATH": str(manifest.resolve()), "PORTRAITSR_EXECUTION_PROVIDER": provider,
+            "PORTRAITSR_RUNTIME": "onnxruntime",
             "PORTRAITSR_MAX_BATCH_SIZE": str(max(levels)), "PORTRAITSR_WORKER_METRICS_PORT": str(free_port()),
             "PORTRAITSR_QUEUE_MAX_LENGTH": str(4 * max(levels)), "PORTRAITSR_JOB_DEADLINE_S": "60"}
     port = free_port()

@@ -129,6 +129,9 @@ class Cluster:
             "max_batch_wait_ms": 20,
             "job_deadline_s": 15,
             "intra_op_threads": 1,
+            # The reference runtime: tests compare the service's pixels with in-process ONNX Runtime
+            # runs. The other runtimes are held to it in tests/test_runtimes.py.
+            "runtime": "onnxruntime",
             **settings,
         }
 

@@ -86,10 +86,10 @@ def test_warp_samples_the_photo_and_shrinks_with_a_box_filter():
 def test_cubic_upscale_is_onnx_resize_cubic(tmp_path):
     from test_service_restore import build_identity_model
 
-    from portraitsr.release import open_session
+    from portraitsr.runtimes import onnxruntime_session
 
     build_identity_model(tmp_path / "identity.onnx", 4)
-    session = open_session(tmp_path / "identity.onnx")
+    session = onnxruntime_session(tmp_path / "identity.onnx")
     crop = np.random.default_rng(1).uniform(0, 1, (9, 11, 3)).astype(np.float32)
     (sr,) = session.run(None, {"lr": crop.transpose(2, 0, 1)[None]})
     np.testing.assert_allclose(np.clip(cubic_upscale(crop, 4), 0, 1), sr[0].transpose(1, 2, 0), atol=1e-5)

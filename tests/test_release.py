@@ -12,6 +12,7 @@ from service_helpers import REPO, build_fixture_release, face_like, png_bytes
 
 from portraitsr.manifest import load_manifest
 from portraitsr.release import ReleaseModel, pad_to_multiple, to_model_input, to_uint8
+from portraitsr.runtimes import REFERENCE
 from service.core.images import decode_image
 from service.core.inference import ModelRunner, upscale
 from training.data.degrade import bicubic_downsample
@@ -29,7 +30,7 @@ def spec(tmp_path_factory):
 
 def served_pixels(spec, lr: np.ndarray) -> np.ndarray:
     """What the service answers for a PNG of ``lr``: decode, run, round (service.core.inference.upscale)."""
-    runner = ModelRunner(spec, "cpu", 1)
+    runner = ModelRunner(spec, REFERENCE.with_threads(1))
     return np.asarray(upscale(runner, decode_image(png_bytes(lr))))
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
 
 from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
 from service.core.images import decode_image
 from service.core.inference import load_runners, upscale
 
@@ -90,7 +91,7 @@ def test_serve_with_a_redis_url_uses_that_redis(tmp_path):
 @pytest.mark.skipif(not RELEASE_MANIFEST.is_file(), reason="no shipped release yet (model/release/manifest.json)")
 def test_service_serves_the_shipped_release(tmp_path):
     specs = load_manifest(RELEASE_MANIFEST)
-    runners = load_runners(specs, "cpu", 1)
+    runners = load_runners(specs, REFERENCE.with_threads(1))
     cluster = Cluster(tmp_path, RELEASE_MANIFEST, job_deadline_s=120, claim_idle_ms=30000)
     try:
         cluster.start_redis()

@@ -1,5 +1,9 @@
 """Checkpoint → release: ONNX file, parity check against PyTorch, manifest entry, fine-tuning checkpoint.
 
+Two parity checks: ONNX Runtime against PyTorch on random inputs (``parity``), and every runtime
+the service may pick against ONNX Runtime fp32 on real faces (``runtime_parity``,
+:mod:`training.runtime_parity`).
+
 The manifest (`model/release/manifest.json`, design.md §3) holds one model per scale — the
 service serves one per scale — so an export replaces the entry with the same name or scale.
 """
@@ -20,8 +24,10 @@ import torch
 from model.export import SRPath, export_onnx
 from model.network import PortraitSR
 from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
-from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME
+from portraitsr.runtimes import onnxruntime_session
 from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
+from training.runtime_parity import check_runtimes
 
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
 PARITY_TOLERANCE = 1e-4
@@ -52,7 +58,7 @@ def check_parity(
     flip_ensemble: bool = False,
 ) -> ParityResult:
     """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
-    session = open_session(onnx_path)
+    session = onnxruntime_session(onnx_path)
     reference = SRPath(net, flip_ensemble).eval()
     generator = torch.Generator().manual_seed(seed)
     cases = []
@@ -85,6 +91,7 @@ def manifest_entry(
     finetune_path: Path | None,
     metrics: dict[str, Any] | None,
     flip_ensemble: bool = False,
+    runtime_parity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = checkpoint["model_config"]
     train_config = checkpoint.get("train_config", {})
@@ -117,6 +124,7 @@ def manifest_entry(
             ),
         },
         parity={"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
+        runtime_parity=runtime_parity,
         licence=weights_licence(checkpoint),
         exported_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         exported_with={"torch": torch.__version__, "python": platform.python_version()},
@@ -148,8 +156,9 @@ def export_release(
 ) -> dict[str, Any]:
     """Export `checkpoint_path` as `<release_dir>/<name>.onnx` (+ `<name>.pt`) and its manifest entry.
 
-    Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`; nothing is written to
-    the manifest then. `reuse_onnx` keeps an existing `<name>.onnx` (e.g. the very file that was
+    Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`, or another runtime the
+    service may pick disagrees with ONNX Runtime (training/runtime_parity.py); nothing is written
+    to the manifest then. `reuse_onnx` keeps an existing `<name>.onnx` (e.g. the very file that was
     evaluated) instead of exporting again; the parity check still runs on it.
     """
     release_dir = Path(release_dir)
@@ -161,6 +170,7 @@ def export_release(
     parity = check_parity(net, onnx_path, flip_ensemble=flip_ensemble)
     if not parity.passed(tolerance):
         raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} > {tolerance:g}: {parity.cases}")
+    runtime_parity = check_runtimes(onnx_path, net.config.scale)
     finetune_path = None
     if write_finetune_checkpoint:
         finetune_path = release_dir / f"{name}.pt"
@@ -170,7 +180,9 @@ def export_release(
     metrics = None
     if evaluation_json is not None:
         metrics = summarize_evaluation(json.loads(Path(evaluation_json).read_text()))
-    entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble)
+    entry = manifest_entry(
+        name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble, runtime_parity
+    )
     if write_manifest:
         entry["replaced"] = update_manifest(release_dir / MANIFEST_NAME, entry)
     return entry

@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
         from service.commands._common import run_remote
 
         return run_remote(args, "restore", describe_answer)
-    from service.commands._common import collect_or_report, finish, release_spec
+    import dataclasses
+
+    from service.commands._common import collect_or_report, finish, open_runner, release_spec
     from service.core.images import ImageLimits
-    from service.core.inference import ModelRunner
     from service.faces.detector import FaceDetector
     from service.faces.restoration import RestorePolicy
     from service.files.restore import RestoreOptions, describe, restore_files
@@ -56,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    runner = ModelRunner(spec, preference=args.provider, intra_op_threads=args.threads)
+    opened = open_runner(args, spec)
+    if opened is None:
+        return EXIT_USAGE
+    runner, request = opened
     given = {"min_inter_ocular": args.min_inter_ocular, "min_score": args.min_score}  # None: the API's default
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
                            too_large_hint=" (see --max-output-side)"),
         policy=RestorePolicy(**{name: value for name, value in given.items() if value is not None}),
     )
-    restore_files(inputs, runner, FaceDetector(), options, report,
+    # The detector as the API runs it: on the CPU, one thread, the runtime and precision asked for.
+    detector = FaceDetector(runtime=dataclasses.replace(request, device="cpu", threads=1))
+    restore_files(inputs, runner, detector, options, report,
                   on_result=lambda item, plans: print(f"{item.path}: {describe(plans)}"))
-    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
+    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.runtime} {runner.precision})")

@@ -1,7 +1,8 @@
 """The released models as the service runs them: one :class:`ModelRunner` per manifest entry.
 
-Sessions, provider choice (CUDA when asked for and available, a CPU fallback reported in
-``fallback_reason``), padding and rounding are the release contract's, in
+Sessions and the runtime choice (ONNX Runtime or OpenVINO, fp32 or bf16, CUDA when asked for and
+there; anything asked for and not had reported in ``fallback_reason``) are
+:mod:`portraitsr.runtimes`'; padding and rounding are the release contract's, in
 :mod:`portraitsr.release`; this adds the manifest entry and warm-up.
 """
 
@@ -13,22 +14,21 @@ import numpy as np
 
 from portraitsr.manifest import ModelSpec
 from portraitsr.release import ReleaseModel
+from portraitsr.runtimes import REFERENCE, RuntimeRequest
 from service.core.images import DecodedImage, compose_output, sr_to_uint8, to_model_input
 
 
 class ModelRunner(ReleaseModel):
     """The release model of one manifest entry, with warm-up: ``run(lr)`` maps N×3×h×w to N×3×(s·h)×(s·w)."""
 
-    def __init__(self, spec: ModelSpec, preference: str = "auto", intra_op_threads: int = 0, allow_spinning: bool = False):
+    def __init__(self, spec: ModelSpec, runtime: RuntimeRequest = REFERENCE):
         super().__init__(
             spec.onnx_path,
             spec.scale,
             input_name=spec.input_name,
             output_name=spec.output_name,
             input_multiple=spec.extra.get("input_multiple"),
-            preference=preference,
-            intra_op_threads=intra_op_threads,
-            allow_spinning=allow_spinning,
+            runtime=runtime,
         )
         self.spec = spec
         self.warmed = False
@@ -43,11 +43,9 @@ class ModelRunner(ReleaseModel):
         return time.perf_counter() - started
 
 
-def load_runners(
-    specs: list[ModelSpec], preference: str = "auto", intra_op_threads: int = 0, allow_spinning: bool = False
-) -> dict[int, ModelRunner]:
+def load_runners(specs: list[ModelSpec], runtime: RuntimeRequest = REFERENCE) -> dict[int, ModelRunner]:
     """One runner per scale."""
-    return {spec.scale: ModelRunner(spec, preference, intra_op_threads, allow_spinning) for spec in specs}
+    return {spec.scale: ModelRunner(spec, runtime) for spec in specs}
 
 
 def default_warmup_size(scale: int) -> tuple[int, int]:

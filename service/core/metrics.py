@@ -90,7 +90,7 @@ class WorkerMetrics:
         self.dead_letters = Counter("portraitsr_worker_dead_letters", "jobs moved to the dead-letter stream", registry=r)
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)
         self.info = Gauge(
-            "portraitsr_worker_info", "1 per model: its execution provider and any CUDA->CPU fallback",
-            ["worker", "model", "scale", "provider", "fallback"], registry=r,
+            "portraitsr_worker_info", "1 per model: its runtime, precision, execution provider and any fallback",
+            ["worker", "model", "scale", "provider", "runtime", "precision", "fallback"], registry=r,
         )
         self.ready = Gauge("portraitsr_worker_ready", "1 once models are loaded and warmed", registry=r)

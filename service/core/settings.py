@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from portraitsr.config_loading import check_keys, read_yaml
+from portraitsr.runtimes import RuntimeRequest, RuntimeUnavailable, check_request, default_cache_dir
 
 # model/release/manifest.json, found from this file so it works from any working directory
 # (editable install or source checkout).
@@ -54,8 +55,17 @@ class ServiceSettings(BaseSettings):
 
     # Model and inference ---------------------------------------------------------------------
     manifest_path: Path = DEFAULT_MANIFEST
-    execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores")
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto", description="inference runtime; auto: ONNX Runtime on a CUDA GPU, else OpenVINO (docs/service.md)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 where OpenVINO runs on a CPU with AVX-512 BF16 or AMX, else fp32"
+    )
+    execution_provider: Literal["auto", "cuda", "cpu"] = Field("auto", description="device; cuda needs onnxruntime-gpu")
+    intra_op_threads: int = Field(0, ge=0, description="inference threads per model run; 0 = number of cores")
+    openvino_cache_dir: Path | None = Field(
+        None, description="OpenVINO's compiled-model cache (fast worker start); unset: ~/.cache/portraitsr/openvino"
+    )
     max_batch_size: int = Field(8, ge=1)
     max_batch_output_pixels: int = Field(
         8 * 128 * 128, ge=1,
@@ -116,6 +126,25 @@ class ServiceSettings(BaseSettings):
         None, gt=0, description="on SIGTERM the API lets requests in flight finish for this long, then answers 503; "
         "unset: job_deadline_s + 1 (`serve`: 6, so that it stops within 10 s)"
     )
+
+    @model_validator(mode="after")
+    def _runtime_is_installed(self) -> ServiceSettings:
+        """A runtime named and not installed is refused when the settings load, not at the first job."""
+        try:
+            check_request(self.runtime_request())
+        except RuntimeUnavailable as error:
+            raise ValueError(f"{error} (PORTRAITSR_RUNTIME, PORTRAITSR_PRECISION, PORTRAITSR_EXECUTION_PROVIDER)") from None
+        return self
+
+    def runtime_request(self, threads: int | None = None, device: str | None = None) -> RuntimeRequest:
+        """The runtime these settings ask for (``threads``, ``device``: overrides, as for the API's face detector)."""
+        return RuntimeRequest(
+            runtime=self.runtime,
+            precision=self.precision,
+            device=device or self.execution_provider,
+            threads=self.intra_op_threads if threads is None else threads,
+            cache_dir=self.openvino_cache_dir or default_cache_dir(),
+        )
 
 
 def effective_api_drain_s(settings: ServiceSettings) -> float:

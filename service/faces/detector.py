@@ -1,4 +1,4 @@
-"""Faces and their five landmarks in a photo: the MTCNN cascade in numpy and ONNX Runtime (no torch).
+"""Faces and their five landmarks in a photo: the MTCNN cascade in numpy on the chosen runtime (no torch).
 
 P-Net proposes 12×12 windows over an image pyramid, R-Net (24×24) and O-Net (48×48) refine them;
 O-Net also gives the landmarks (eyes, nose, mouth corners). The cascade follows facenet-pytorch's
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from portraitsr.release import CPU, open_session, round_to_uint8
+from portraitsr.release import round_to_uint8
+from portraitsr.runtimes import RuntimeRequest, open_session
 from service.core.settings import ServiceSettings
 
 DEFAULT_DETECTOR_DIR = Path(__file__).resolve().parents[2] / "model" / "face_detector"
@@ -27,6 +28,9 @@ PNET_STRIDE = 2
 # +1.05, +0.85 px (raw +0.5) from SCUT/AAF annotations and +0.0…+0.5 px from drawn eyes; the
 # reference's own convention (no shift) is the middle ground.
 PIXEL_CENTRE = 0.0
+# The detector runs in the API process, on its CPU, one thread per photo: the runtime and
+# precision follow the settings (portraitsr.runtimes: auto is OpenVINO bf16 on CPUs with bf16).
+DEFAULT_RUNTIME = RuntimeRequest(device="cpu", threads=1)
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,10 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
 
 class FaceDetector:
     def __init__(self, model_dir: Path = DEFAULT_DETECTOR_DIR, settings: DetectorSettings | None = None,
-                 intra_op_threads: int = 1):
+                 runtime: RuntimeRequest = DEFAULT_RUNTIME):
         self.settings = settings or DetectorSettings()
-        # Sessions through the release module (the one place they are made): CPU, no spinning threads.
         self.sessions = {
-            name: open_session(Path(model_dir) / f"mtcnn-{name}.onnx", [CPU], intra_op_threads)
-            for name in ("pnet", "rnet", "onet")
+            name: open_session(Path(model_dir) / f"mtcnn-{name}.onnx", runtime) for name in ("pnet", "rnet", "onet")
         }
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -145,7 +147,7 @@ class FaceDetector:
         found = []
         for scale in self._pyramid(height, width):
             scaled = resize(image, int(height * scale + 1), int(width * scale + 1))
-            offsets, probs = self.sessions["pnet"].run(None, {"image": normalise(scaled[None])})
+            offsets, probs = self.sessions["pnet"].run(normalise(scaled[None]))
             ys, xs = np.nonzero(probs[0, 1] >= self.settings.thresholds[0])
             if len(ys) == 0:
                 continue
@@ -183,7 +185,7 @@ class FaceDetector:
         boxes = boxes[valid]
         if len(boxes) == 0:
             return []
-        offsets, probs = self.sessions["rnet"].run(None, {"image": normalise(crops)})
+        offsets, probs = self.sessions["rnet"].run(normalise(crops))
         passed = probs[:, 1] > thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1)
         offsets = offsets[passed]
@@ -195,7 +197,7 @@ class FaceDetector:
         boxes = boxes[valid]
         if len(boxes) == 0:
             return []
-        offsets, points, probs = self.sessions["onet"].run(None, {"image": normalise(crops)})
+        offsets, points, probs = self.sessions["onet"].run(normalise(crops))
         passed = probs[:, 1] > thresholds[2]
         boxes = np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1)
         offsets, points = offsets[passed], points[passed]
@@ -217,14 +219,16 @@ class LazyDetector:
     """One :class:`FaceDetector` per API process, its sessions made on first use (not at import or
     start-up, so an API that never gets a photo never loads them), once, from any thread."""
 
-    def __init__(self, settings: DetectorSettings | None = None, model_dir: Path = DEFAULT_DETECTOR_DIR):
+    def __init__(self, settings: DetectorSettings | None = None, model_dir: Path = DEFAULT_DETECTOR_DIR,
+                 runtime: RuntimeRequest = DEFAULT_RUNTIME):
         self.settings = settings
         self.model_dir = model_dir
+        self.runtime = runtime
         self.detector: FaceDetector | None = None
         self.lock = threading.Lock()
 
     def get(self) -> FaceDetector:
         with self.lock:
             if self.detector is None:
-                self.detector = FaceDetector(self.model_dir, self.settings)
+                self.detector = FaceDetector(self.model_dir, self.settings, self.runtime)
             return self.detector

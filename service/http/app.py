@@ -44,7 +44,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.settings, app.state.metrics = settings, metrics
     app.state.broker = JobBroker(settings, metrics)
-    app.state.detector = LazyDetector(DetectorSettings(min_face_px=settings.detector_min_face_px))  # sessions on first use
+    app.state.detector = LazyDetector(  # sessions on first use, on the API's CPU, one thread per photo
+        DetectorSettings(min_face_px=settings.detector_min_face_px), runtime=settings.runtime_request(threads=1, device="cpu")
+    )
     app.state.api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file else None
     install_error_handlers(app, count_bad_input=metrics.requests.labels(RequestOutcome.BAD_INPUT.value).inc)
     for router in (upscale.router, restore.router, health.router, page.router):

@@ -289,6 +289,8 @@ class ModelInfo:
     scale: int
     provider: str
     fallback: str | None = None
+    runtime: str = "onnxruntime"  # what a worker from before the runtime choice ran on
+    precision: str = "fp32"
 
 
 @dataclass

@@ -112,8 +112,12 @@ class Worker:
 
     def _load_models(self) -> dict[int, ModelRunner]:
         specs = load_manifest(self.settings.manifest_path)
-        runners = load_runners(specs, self.settings.execution_provider, self.settings.intra_op_threads)
+        started = time.perf_counter()
+        runners = load_runners(specs, self.settings.runtime_request())
+        log.info("models loaded in %.2fs", time.perf_counter() - started)
         for runner in runners.values():
+            log.info("model %s (x%d) runs on %s %s %s: %s", runner.spec.name, runner.scale, runner.runtime,
+                     runner.session.device, runner.precision, runner.session.reason)
             if runner.fallback_reason:
                 log.warning("model %s: %s", runner.spec.name, runner.fallback_reason)
         return runners
@@ -128,10 +132,11 @@ class Worker:
             started = time.perf_counter()
             runner.run(lr)
             self._record_speed(scale, batch * scale * scale * size[0] * size[1], time.perf_counter() - started)
-            log.info("warmed %s (x%d) on %s in %.2fs; %.0f output px/s", runner.spec.name, scale, runner.provider,
-                     seconds, self.speed[scale])
+            log.info("warmed %s (x%d) on %s %s in %.2fs; %.0f output px/s", runner.spec.name, scale, runner.runtime,
+                     runner.precision, seconds, self.speed[scale])
             self.metrics.info.labels(
-                self.worker_id, runner.spec.name, str(scale), runner.provider, runner.fallback_reason or ""
+                self.worker_id, runner.spec.name, str(scale), runner.provider, runner.runtime, runner.precision,
+                runner.fallback_reason or "",
             ).set(1)
 
     def _record_speed(self, scale: int, output_pixels: int, seconds: float) -> None:
@@ -140,7 +145,10 @@ class Worker:
         self.speed[scale] = measured if previous is None else (1 - SPEED_SMOOTHING) * previous + SPEED_SMOOTHING * measured
 
     def _models(self) -> list[ModelInfo]:
-        return [ModelInfo(r.spec.name, s, r.provider, r.fallback_reason) for s, r in sorted(self.runners.items())]
+        return [
+            ModelInfo(r.spec.name, s, r.provider, r.fallback_reason, r.runtime, r.precision)
+            for s, r in sorted(self.runners.items())
+        ]
 
     def _describe_models(self) -> list[dict]:
         return [vars(model) for model in self._models()]

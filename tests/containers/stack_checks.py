@@ -181,10 +181,15 @@ def metric_value(text: str, sample: str) -> float:
 
 
 # Checks ------------------------------------------------------------------------------------------
-def check_ready(api: str) -> None:
+def check_ready(api: str) -> list[str]:
+    """Ready, and the CPU worker runs its models on OpenVINO (bf16 where the CPU has it); what it runs on."""
     status, body = http(f"{api}/readyz", timeout=10)
     require(status == 200, f"GET /readyz -> {status}: {body[:300]!r}")
-    log("GET /readyz 200")
+    models = [model for worker in json.loads(body)["workers"] for model in worker["models"]]
+    runs_on = sorted({f"{model['runtime']} {model['precision']}" for model in models})
+    require(models and all(model["runtime"] == "openvino" for model in models), f"worker-cpu runs {runs_on}, not OpenVINO")
+    log(f"GET /readyz 200: the worker runs {', '.join(runs_on)}")
+    return runs_on
 
 
 def check_upscale(api: str) -> dict:
@@ -515,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(args.docker, shlex.split(args.compose))
     report: dict = {}
     try:
-        check_ready(args.api)
+        report["runs_on"] = check_ready(args.api)
         report["upscale"] = check_upscale(args.api)
         check_prometheus_targets(args.prometheus, workers=1)
         check_users_and_health(stack, ("api", "worker"))
