@@ -82,7 +82,7 @@ def score_scale(faces: np.ndarray, scale: int, models: list[dict[str, Any]], lpi
 
 def with_auto(records: list[dict[str, Any]], rule: Any, scale: int) -> list[dict[str, Any]]:
     """Each record gains ``auto``: the scores of the variant the rule picks from its features."""
-    from service.core.input_quality import ModelVariant
+    from portraitsr.manifest import ModelVariant
 
     for record in records:
         if not {"clean", "real"} <= set(record):

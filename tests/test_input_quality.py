@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.core.input_quality import AutoRule, ModelVariant, jpeg_quality, noise_sigma
+from portraitsr.manifest import ModelVariant
+from service.core.input_quality import AutoRule, jpeg_quality, noise_sigma
 from training.data.synthetic import synthetic_face
 
 

@@ -23,7 +23,7 @@ import torch
 
 from model.export import SRPath, export_onnx
 from model.network import PortraitSR
-from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+from portraitsr.manifest import MANIFEST_NAME, ModelVariant, model_entry, update_manifest
 from portraitsr.release import INPUT_NAME, OUTPUT_NAME
 from portraitsr.runtimes import onnxruntime_session
 from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
@@ -96,8 +96,9 @@ def manifest_entry(
     config = checkpoint["model_config"]
     train_config = checkpoint.get("train_config", {})
     net_parameters = sum(value.numel() for value in checkpoint["model"].values())
+    variant, degradation = trained_variant(train_config)
     entry = model_entry(
-        name, int(config["scale"]), onnx_path, release_dir,
+        name, int(config["scale"]), onnx_path, release_dir, variant,
         input_range=[0.0, 1.0],
         layout="NCHW float32 RGB",
         model_config=config,
@@ -129,11 +130,21 @@ def manifest_entry(
         exported_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         exported_with={"torch": torch.__version__, "python": platform.python_version()},
     )
+    if degradation is not None:
+        entry["degradation"] = degradation  # the settings of training/degradations it trained with
     if finetune_path is not None:
         entry["checkpoint"] = finetune_path.relative_to(release_dir).as_posix()
     if metrics is not None:
         entry["metrics"] = metrics
     return entry
+
+
+def trained_variant(train_config: dict[str, Any]) -> tuple[ModelVariant, dict[str, Any] | None]:
+    """``real`` with its degradation settings when the last stage trained on degraded faces, else ``clean``."""
+    degradation = (train_config.get("data") or {}).get("degradation") or {}
+    if degradation.get("enabled"):
+        return ModelVariant.REAL, degradation
+    return ModelVariant.CLEAN, None
 
 
 def summarize_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:

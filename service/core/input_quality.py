@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image
+
+from portraitsr.manifest import ModelVariant
 
 # ITU-T T.81 Annex K.1: the luminance table at quality 50, row-major (as Pillow reports it).
 STANDARD_LUMA_TABLE = np.array([
@@ -28,11 +29,6 @@ STANDARD_LUMA_TABLE = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
 ], dtype=np.int64)  # fmt: skip
 _IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-
-
-class ModelVariant(StrEnum):
-    CLEAN = "clean"  # trained on bicubic-shrunk faces (the paper's protocol)
-    REAL = "real"  # trained on blurred, noisy, JPEG-compressed faces
 
 
 def scaled_table(quality: int) -> np.ndarray:
