@@ -1,6 +1,6 @@
 """Paired comparison of two `portraitsr evaluate --json` results on the same images.
 
-    python benchmarks/compare_evaluations.py runs/eval/new.json runs/eval/old.json
+    python -m benchmarks.compare_evaluations runs/eval/new.json runs/eval/old.json
 
 For each metric: the mean per-image difference (new − old), its standard error, and on how many
 images the new model is better (higher PSNR-Y / SSIM-Y, lower LPIPS). docs/results.md quotes

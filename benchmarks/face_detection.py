@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.face_detector import DetectorSettings, FaceDetector
+from portraitsr.runtimes import RuntimeRequest
+from service.faces.detector import DEFAULT_RUNTIME, DetectorSettings, FaceDetector
 
 SOURCES = ("scut-fbp5500", "aaf-crops")
 INTER_OCULAR = (3, 4, 5, 6, 7, 8, 10, 12, 14, 18, 22)
@@ -132,13 +133,13 @@ def dlib_landmarks(parts: np.ndarray) -> np.ndarray:
 
 
 def make_detector(name: str, upsample: int | None = None, min_face_px: float = DetectorSettings.min_face_px,
-                  cascade: str = HAAR_CASCADE):
+                  cascade: str = HAAR_CASCADE, runtime: RuntimeRequest = DEFAULT_RUNTIME):
     if name == "haar":
         return HaarDetector(upsample=0 if upsample is None else upsample, cascade=cascade)
     if name == "dlib":
         return DlibDetector(upsample=1 if upsample is None else upsample)
     if name == "mtcnn":
-        return FaceDetector(settings=DetectorSettings(min_face_px=min_face_px))
+        return FaceDetector(settings=DetectorSettings(min_face_px=min_face_px), runtime=runtime)
     raise ValueError(f"unknown detector {name!r}")
 
 
@@ -267,15 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=None, help="NME over the first POINTS landmarks only (2: eyes)")
     parser.add_argument("--match", choices=("landmarks", "box"), default="landmarks",
                         help="how a detection finds its face (haar always uses box)")
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto", help="mtcnn only")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=DEFAULT_RUNTIME.precision, help="mtcnn only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--negatives", type=Path, default=None, metavar="WHEEL", help="scikit-image wheel: false detections")
     args = parser.parse_args(argv)
-    detector = make_detector(args.detector, args.upsample, args.min_face_px, args.cascade)
+    runtime = RuntimeRequest(args.runtime, args.precision, "cpu", threads=1)
+    detector = make_detector(args.detector, args.upsample, args.min_face_px, args.cascade, runtime)
     if args.negatives:
         return negatives(args.negatives, detector)
     faces = load_faces(args.data, args.faces, args.seed)
     if args.detector == "mtcnn":
-        setting = f"min_face_px {args.min_face_px}"
+        setting = f"min_face_px {args.min_face_px}, {args.runtime} {args.precision}"
     else:
         setting = f"detector {args.detector}, upsample {detector.upsample}" + (f", {args.cascade}" if args.detector == "haar" else "")
     if args.points is not None or args.match != "landmarks":

@@ -2,7 +2,7 @@
 
 Runs the API app (no Redis needed: GET /livez) under each protocol in its own process and
 drives it with a closed loop of C keep-alive clients for D seconds; prints requests/s and the
-server's CPU seconds per 1,000 requests. Usage: python benchmarks/http_protocol_cost.py
+server's CPU seconds per 1,000 requests. Usage: python -m benchmarks.http_protocol_cost
 """
 
 from __future__ import annotations
@@ -19,23 +19,19 @@ from pathlib import Path
 
 import httpx
 
+from service.supervisor import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SERVER = r"""
 import sys, uvicorn
-from service.api import create_app
-from service.http_server import HttpLimits, hardened_protocol
-from service.settings import ServiceSettings
+from service.http.app import create_app
+from service.http.limits import HttpLimits, hardened_protocol
+from service.core.settings import ServiceSettings
 port, kind = int(sys.argv[1]), sys.argv[2]
 http = hardened_protocol(HttpLimits()) if kind == "hardened-h11" else kind
 settings = ServiceSettings(redis_url=f"redis://127.0.0.1:{sys.argv[3]}/0")
 uvicorn.run(create_app(settings), host="127.0.0.1", port=port, http=http, log_level="warning", access_log=False)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -2,11 +2,12 @@
 
 Usage (against a running service)::
 
-    python benchmarks/loadgen.py --url http://127.0.0.1:8000 --manifest model/release/manifest.json
+    python -m benchmarks.loadgen --url http://127.0.0.1:8000 --manifest model/release/manifest.json
 
 Each concurrency level runs ``c`` client threads for ``--duration-s``; each thread sends one
-request, waits for the answer, sends the next. Raw ORT throughput is the same model in this
-process, with the same intra-op threads as the workers, at the workers' max batch size, measured
+request, waits for the answer, sends the next. Raw throughput is the same model in this process,
+on the workers' runtime and precision (``--runtime``, ``--precision``) with the same threads, at
+the workers' max batch size, measured
 just before and just after each level (the machine's load drifts); efficiency = service images/s
 ÷ the mean of those two. Single-image latency alternates one raw run and one request.
 """
@@ -28,10 +29,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from service.inference import ModelRunner  # noqa: E402
-from service.manifest import load_manifest  # noqa: E402
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import RuntimeRequest
+from service.core.inference import ModelRunner
 
 
 @dataclass
@@ -153,10 +153,20 @@ def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise SystemExit(f"{url} is not ready")
 
 
-def raw_runner(manifest: Path, scale: int, intra_op_threads: int, provider: str = "cpu") -> ModelRunner:
-    """The model the service runs, in this process, with the workers' ORT settings."""
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto", help="as the workers")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="as the workers")
+
+
+def runtime_of(args: argparse.Namespace) -> RuntimeRequest:
+    """The workers' runtime on a CPU machine, from ``--runtime``, ``--precision``, ``--intra-op-threads``."""
+    return RuntimeRequest(args.runtime, args.precision, "cpu", args.intra_op_threads)
+
+
+def raw_runner(manifest: Path, scale: int, runtime: RuntimeRequest) -> ModelRunner:
+    """The model the service runs, in this process, on the workers' runtime, precision and threads."""
     spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
-    return ModelRunner(spec, provider, intra_op_threads)
+    return ModelRunner(spec, runtime)
 
 
 def paired_latency(url: str, runner: ModelRunner, scale: int, side: int, pairs: int) -> dict:
@@ -227,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--raw-duration-s", type=float, default=5.0)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="as the workers (0 = all cores)")
+    add_runtime_arguments(parser)
     parser.add_argument("--max-batch-size", type=int, default=8, help="as the workers")
     parser.add_argument("--pairs", type=int, default=20, help="alternated raw/service single-image runs")
     parser.add_argument("--json", type=Path, help="write all results here")
@@ -234,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     side = 128 // args.scale
     wait_ready(args.url)
-    runner = raw_runner(args.manifest, args.scale, args.intra_op_threads)
+    runner = raw_runner(args.manifest, args.scale, runtime_of(args))
     paired = paired_latency(args.url, runner, args.scale, side, args.pairs)
     print(json.dumps({"single_image": paired}), file=sys.stderr, flush=True)
     levels = [int(c) for c in args.levels.split(",") if c.strip()]  # --levels "": single-image pairs only

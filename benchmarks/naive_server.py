@@ -1,29 +1,28 @@
 """The naive baseline: the same model called inside the request handler. No queue, no batching.
 
-Same decoding, encoding and ONNX Runtime settings as the service, so the difference measured is
-the serving architecture only. FastAPI runs the sync handler in its thread pool, so concurrent
+Same decoding, encoding, runtime and precision as the service (``--runtime``, ``--precision``), so
+the difference measured is the serving architecture only. FastAPI runs the sync handler in its thread pool, so concurrent
 requests run the model concurrently, one image each.
 
-    python benchmarks/naive_server.py --manifest model/release/manifest.json --port 8001
+    python -m benchmarks.naive_server --manifest model/release/manifest.json --port 8001
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def create_app(manifest: Path, intra_op_threads: int):
+def create_app(manifest: Path, runtime):
     from fastapi import FastAPI, Request, Response
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from service.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
-    from service.inference import ModelRunner, upscale
-    from service.manifest import load_manifest
+    from portraitsr.manifest import load_manifest
+    from service.core.images import OUTPUT_FORMATS, ImageInputError, decode_image, encode_image
+    from service.core.inference import ModelRunner, upscale
+    from service.http.errors import IMAGE_STATUS
 
-    runners = {spec.scale: ModelRunner(spec, "cpu", intra_op_threads) for spec in load_manifest(manifest)}
+    runners = {spec.scale: ModelRunner(spec, runtime) for spec in load_manifest(manifest)}
     app = FastAPI(title="PortraitSR naive baseline")
 
     @app.get("/readyz")
@@ -40,7 +39,7 @@ def create_app(manifest: Path, intra_op_threads: int):
         try:
             body = await run_in_threadpool(work)
         except ImageInputError as error:
-            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=error.status)
+            return JSONResponse({"error": error.code, "detail": error.reason}, status_code=IMAGE_STATUS[error.problem])
         return Response(body, media_type=OUTPUT_FORMATS[format])
 
     return app
@@ -53,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=Path("model/release/manifest.json"))
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--intra-op-threads", type=int, default=0)
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.manifest, args.intra_op_threads), host="127.0.0.1", port=args.port, log_level="warning")
+    from portraitsr.runtimes import RuntimeRequest
+
+    runtime = RuntimeRequest(args.runtime, args.precision, "cpu", args.intra_op_threads)
+    uvicorn.run(create_app(args.manifest, runtime), host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 
 

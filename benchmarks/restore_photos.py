@@ -2,7 +2,7 @@
 
 Group photos are composed from real faces the release models never trained on: the training
 cache's held-out faces of SCUT-FBP5500, All-Age-Faces and the London set, with their annotated
-landmarks (benchmarks/held_out_faces.py; Helen-50 is not used), shrunk so that, after the ×scale
+landmarks (training/data/held_out_faces.py; Helen-50 is not used), shrunk so that, after the ×scale
 Pillow-bicubic downscale, their inter-ocular distance is the one asked for, on a textured
 background. The low-resolution photo goes through
 the in-process pipeline of ``POST /restore`` (detector, alignment, the release ONNX model,
@@ -23,13 +23,14 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.face_detection import PER_ROW, background, compose
-from benchmarks.held_out_faces import held_out_faces
-from service.face_detector import FaceDetector
-from service.inference import ModelRunner
-from service.manifest import load_manifest
-from service.photo_restore import RESTORED, restore_photo, upscale_background
-from service.restore_files import model_restorer
-from service.settings import DEFAULT_MANIFEST
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import RuntimeRequest
+from service.core.inference import ModelRunner
+from service.core.settings import DEFAULT_MANIFEST
+from service.faces.detector import FaceDetector
+from service.faces.restoration import FaceStatus, restore_photo, upscale_background
+from service.files.restore import model_restorer
+from training.data.held_out_faces import held_out_faces
 from training.metrics import psnr_y
 
 INTER_OCULAR = {4: (5, 6, 8, 10, 12, 14, 18, 22, 28, 36), 8: (3, 4, 5, 6, 7, 9, 11, 14, 18)}
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", action="store_true", help="only time photos of 0, 1, 4, 8 and 16 faces")
     args = parser.parse_args(argv)
     spec = {s.scale: s for s in load_manifest(args.manifest)}[args.scale]
-    runner = ModelRunner(spec, "cpu", args.threads)
+    runner = ModelRunner(spec, RuntimeRequest(device="cpu", threads=args.threads))  # what the service runs
     restorer = model_restorer(runner, batch_size=8)
     detector = FaceDetector()
     faces = held_out_faces(args.data, args.cache, args.faces, args.seed)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 eye_mid = (truth[0] + truth[1]) / 2 / args.scale
                 match = [p for p in plans if np.linalg.norm(p.face.landmarks[:2].mean(axis=0) - eye_mid) < 0.5 * inter_ocular]
                 found += bool(match)
-                restored_count += bool(match) and match[0].status == RESTORED
+                restored_count += bool(match) and match[0].status == FaceStatus.RESTORED
                 region = face_region(truth, hr.shape)
                 before, after = psnr_y(bicubic[region], hr[region]), psnr_y(output[region], hr[region])
                 gains.append(after - before)

@@ -1,6 +1,6 @@
 """The whole benchmark in one command: the service, the naive baseline, raw ONNX Runtime.
 
-    .venv/bin/python benchmarks/run_benchmark.py --manifest model/release/manifest.json
+    .venv/bin/python -m benchmarks.run_benchmark --manifest model/release/manifest.json
 
 Starts ``portraitsr serve`` (private Redis, one worker) on a free port, measures raw ORT throughput
 and sweeps concurrency against it (benchmarks/loadgen.py), stops it; then does the same for the
@@ -16,24 +16,16 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks import loadgen
+from service.supervisor import free_port
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-
-import loadgen  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def machine() -> str:
@@ -60,11 +52,12 @@ def stop(process: subprocess.Popen) -> None:
 def measure(url: str, args, levels: list[int]) -> dict:
     side = 128 // args.scale
     loadgen.wait_ready(url, 300)
-    runner = loadgen.raw_runner(args.manifest, args.scale, args.intra_op_threads)
+    runner = loadgen.raw_runner(args.manifest, args.scale, loadgen.runtime_of(args))
     single = loadgen.paired_latency(url, runner, args.scale, side, args.pairs)
     print(json.dumps({"single_image": single}), file=sys.stderr, flush=True)
     results = loadgen.sweep(url, runner, args.scale, side, levels, args.duration_s, args.max_batch_size, args.raw_duration_s)
-    return {"model": runner.spec.name, "single_image": single, "levels": results}
+    return {"model": runner.spec.name, "runtime": f"{runner.runtime} {runner.precision}", "single_image": single,
+            "levels": results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,2,4,8,16,32,64")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--raw-duration-s", type=float, default=5.0)
-    parser.add_argument("--intra-op-threads", type=int, default=0, help="ORT threads, workers and raw alike (0 = all cores)")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="threads, workers and raw alike (0 = all cores)")
+    loadgen.add_runtime_arguments(parser)
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
     parser.add_argument("--pairs", type=int, default=20, help="alternated raw/service single-image runs")
@@ -88,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update({
         "PORTRAITSR_MANIFEST_PATH": str(args.manifest.resolve()),
         "PORTRAITSR_INTRA_OP_THREADS": str(args.intra_op_threads),
+        "PORTRAITSR_RUNTIME": args.runtime,
+        "PORTRAITSR_PRECISION": args.precision,
         "PORTRAITSR_MAX_BATCH_SIZE": str(args.max_batch_size),
         "PORTRAITSR_MAX_BATCH_WAIT_MS": str(args.max_batch_wait_ms),
         "PORTRAITSR_WORKER_METRICS_PORT": str(free_port()),
@@ -109,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         port = free_port()
         naive = subprocess.Popen(
-            [sys.executable, str(HERE / "naive_server.py"), "--manifest", str(args.manifest), "--port", str(port),
-             "--intra-op-threads", str(args.intra_op_threads)],
+            [sys.executable, "-m", "benchmarks.naive_server", "--manifest", str(args.manifest), "--port", str(port),
+             "--intra-op-threads", str(args.intra_op_threads), "--runtime", args.runtime, "--precision", args.precision],
             cwd=REPO,
         )
         try:
@@ -133,7 +129,8 @@ def render(report: dict) -> str:
         f"Machine: {report['machine']}.",
         "",
         f"Model: `{report['service']['model']}` (×{settings['scale']}, {128 // settings['scale']}² → 128² PNG), "
-        f"ORT intra-op threads {settings['intra_op_threads'] or 'all'}, max batch {settings['max_batch_size']}, "
+        f"runtime {report['service'].get('runtime', 'onnxruntime fp32')}, "
+        f"threads {settings['intra_op_threads'] or 'all'}, max batch {settings['max_batch_size']}, "
         f"max wait {settings['max_batch_wait_ms']} ms, {settings['duration_s']:.0f} s per level.",
     ]
     titles = {"service": "Service (queue + batching workers)", "naive": "Naive baseline (model in the request handler)"}

@@ -3,7 +3,7 @@
 Starts `portraitsr api` (no Redis needed for this), opens N connections that each send a request
 head of H KiB without ever finishing it, and reports the API's RSS before, with them open, after
 the server has closed them (head timeout) and how many it closed. Usage:
-python benchmarks/slow_clients.py [--connections 500] [--header-kib 15] [--header-timeout-s 5]
+python -m benchmarks.slow_clients [--connections 500] [--header-kib 15] [--header-timeout-s 5]
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+from service.supervisor import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return round(next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> int:

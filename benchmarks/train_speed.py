@@ -1,7 +1,7 @@
 """Training throughput (faces/s) of a model config on this machine: fp32 vs bf16 autocast,
 channels_last and torch.compile. Synthetic batches (the data loader is not what is measured).
 
-    python benchmarks/train_speed.py --model small-fast-x8 --variants fp32 bf16 bf16+cl bf16+compile
+    python -m benchmarks.train_speed --model small-fast-x8 --variants fp32 bf16 bf16+cl bf16+compile
 
 Each variant: a fresh network (seed 0), `--warmup` steps, then `--steps` timed optimizer steps of
 the release recipe's loss (L1 + parsing; add --recipe paper for every term, which needs the VGG16

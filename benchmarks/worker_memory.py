@@ -2,7 +2,7 @@
 
 Each configuration runs in a fresh process: load the shipped ×4 and ×8 models (1 thread), run
 a light batch (8 faces), then a heavy ×4 input, then the light batch again; prints RSS after each
-step and the light batch's time. Usage: python benchmarks/worker_memory.py [--manifest PATH]
+step and the light batch's time. Usage: python -m benchmarks.worker_memory [--manifest PATH]
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from service.inference import ModelRunner, session_options
-from service.manifest import load_manifest
+import portraitsr.runtimes as runtimes
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.inference import ModelRunner
 
 arena, manifest, heavy_side = sys.argv[1] == "on", sys.argv[2], int(sys.argv[3])
 
@@ -25,14 +27,13 @@ def rss_mib(field="VmRSS"):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field)) // 1024
 
-import service.inference as inference
-original = inference.session_options
+original = runtimes.session_options
 def options(threads, spinning):
     chosen = original(threads, spinning)
     chosen.enable_cpu_mem_arena = arena
     return chosen
-inference.session_options = options
-runners = {spec.scale: ModelRunner(spec, "cpu", 1) for spec in load_manifest(manifest)}
+runtimes.session_options = options
+runners = {spec.scale: ModelRunner(spec, REFERENCE.with_threads(1)) for spec in load_manifest(manifest)}
 report = {"arena": arena, "loaded_mib": rss_mib()}
 light = np.random.rand(8, 3, 16, 16).astype(np.float32)
 runners[8].run(light)

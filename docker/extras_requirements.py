@@ -7,7 +7,8 @@ extras into a pip requirement list (tests/test_deploy_docker.py holds it to pypr
 
 ``onnxruntime`` and ``onnxruntime-gpu`` both install the same ``onnxruntime`` module: with
 both, whichever pip installs last overwrites the other's files, and the CUDA provider may
-vanish. When ``gpu`` is among the extras, the CPU ``onnxruntime`` requirement is dropped.
+vanish. When ``gpu`` is among the extras, the CPU ``onnxruntime`` requirement is dropped, and so
+is ``openvino`` (CPU inference only: a GPU worker runs ONNX Runtime on CUDA).
 Standard library only: it runs in a bare builder stage before anything is installed.
 """
 
@@ -18,8 +19,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-# The GPU extra replaces these distributions (same import name, conflicting files).
-REPLACED_BY_GPU = frozenset({"onnxruntime"})
+# The GPU extra replaces these distributions: the CPU build of onnxruntime (same import name,
+# conflicting files) and OpenVINO (the CPU runtime; 180 MiB a GPU worker would never use).
+REPLACED_BY_GPU = frozenset({"onnxruntime", "openvino"})
 
 
 def requirement_name(requirement: str) -> str:

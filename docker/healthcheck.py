@@ -13,7 +13,7 @@ import urllib.request
 
 
 def main(argv: list[str]) -> int:
-    from service.settings import ServiceSettings
+    from service.core.settings import ServiceSettings
 
     role = argv[1] if len(argv) > 1 else ""
     settings = ServiceSettings()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from portraitsr.config_loading import from_mapping, read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Named configurations are "<family>-x<scale>": model/configs/<family>.yaml at that scale.
@@ -93,11 +93,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**data)
+        """From a YAML mapping or a checkpoint's ``to_dict()``: unknown keys are an error, values typed."""
+        return from_mapping(cls, data)
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -116,14 +113,14 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
     """
     path = Path(name_or_path)
     if path.suffix:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path)
         data.setdefault("name", path.stem)
         return ModelConfig.from_dict(data)
     match = _SCALED_NAME.fullmatch(str(name_or_path))
     family = CONFIG_DIR / f"{match['family']}.yaml" if match else None
     if family is None or not family.is_file():
         raise FileNotFoundError(f"no model config {name_or_path!r}; available: {available_configs()}")
-    data = yaml.safe_load(family.read_text()) or {}
+    data = read_yaml(family)
     if "scale" in data:
         raise ValueError(f"{family} is a family file: its scale comes from the name, not from the file")
     return ModelConfig.from_dict({**data, "name": str(name_or_path), "scale": int(match["scale"])})

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "training.commands.evaluate",
     "average-checkpoints": "training.commands.average_checkpoints",
     "export": "training.commands.export",
+    "check-runtimes": "training.commands.check_runtimes",
     "diagnose-priors": "training.commands.diagnose_priors",
     "gpu-train": "training.commands.gpu_train",
     # service

@@ -1,31 +1,30 @@
 """The release contract in code: how an exported model is opened, fed and read back.
 
 Both sides use this one module, so that ``portraitsr evaluate`` scores exactly the pixels the
-service serves: ONNX Runtime sessions, the float32 N×3×h×w ``lr`` → ``sr`` layout in [0, 1], edge
+service serves on the same runtime: the float32 N×3×h×w ``lr`` → ``sr`` layout in [0, 1], edge
 padding of the input to the model's multiple (and cropping of the output), rounding to uint8,
-file checksums and the image file types the project reads. It needs NumPy and ONNX Runtime
-(imported when a session is opened), never torch and nothing of ``service`` or ``training``.
+file checksums and the image file types the project reads. Sessions (ONNX Runtime or OpenVINO,
+fp32 or bf16) come from :mod:`portraitsr.runtimes`. It needs NumPy (and a runtime when a model
+is opened), never torch and nothing of ``service`` or ``training``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from portraitsr.runtimes import REFERENCE, RuntimeRequest, open_session
+
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 # The network works on the upscaled image down to 1/8 of it (model/hpf.py, LATENT_STRIDE),
 # so the upscaled side must be a multiple of this; inputs are edge-padded to fit, outputs cropped.
 OUTPUT_MULTIPLE = 8
 # Image files taken from folders (evaluation sets, training sources, `portraitsr upscale`): the
-# formats the service's decoder accepts (service.images.ACCEPTED_FORMATS).
+# formats the service's decoder accepts (service.core.images.ACCEPTED_FORMATS).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
 
@@ -62,62 +61,20 @@ def to_model_input(rgb: np.ndarray) -> np.ndarray:
     return planes / np.float32(255.0) if rgb.dtype == np.uint8 else planes
 
 
-def to_uint8(sr: np.ndarray) -> np.ndarray:
-    """The contract's ``sr`` (N×3×H×W, or 3×H×W) → N×H×W×3 (or H×W×3) uint8, rounded half to even.
+def round_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any layout) → uint8 levels, clipped and rounded half to even.
 
     The product with 255 is taken in float64, where it is exact for any float32 input, so the
-    rounding never depends on float32 error (evaluation scores rounded images).
+    rounding never depends on float32 error (evaluation scores rounded images). Every float →
+    uint8 pixel conversion of the project goes through here.
     """
-    sr = np.asarray(sr, dtype=np.float64)
-    pixels = np.clip(np.rint(sr * 255.0), 0, 255).astype(np.uint8)
-    return pixels.transpose(1, 2, 0) if sr.ndim == 3 else pixels.transpose(0, 2, 3, 1)
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class ProviderChoice:
-    providers: list[str]
-    fallback_reason: str | None
-
-
-def choose_providers(preference: str) -> ProviderChoice:
-    """The provider list for a preference ``auto`` / ``cuda`` / ``cpu``."""
-    import onnxruntime as ort
-
-    if preference == "cpu":
-        return ProviderChoice([CPU], None)
-    if CUDA in ort.get_available_providers():
-        return ProviderChoice([CUDA, CPU], None)
-    reason = "CUDA was requested but onnxruntime has no CUDAExecutionProvider" if preference == "cuda" else None
-    return ProviderChoice([CPU], reason)
-
-
-def session_options(intra_op_threads: int = 0, allow_spinning: bool = False) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    options.intra_op_num_threads = intra_op_threads
-    # No CPU arena: with it a worker keeps the peak of its largest batch for good (measured: 269 ->
-    # 454 MiB after one 128 px ×4 input, never returned); without it, memory returns to ~150 MiB
-    # at no measurable cost in speed (benchmarks/worker_memory.py, docs/service.md).
-    options.enable_cpu_mem_arena = False
-    # Spinning threads burn the cores that the API and Redis share with the worker between batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-    return options
-
-
-def open_session(
-    model: str | Path | bytes, providers: list[str] | None = None, intra_op_threads: int = 0, allow_spinning: bool = False
-) -> Any:
-    """An ONNX Runtime session on a model file (or serialized bytes): the only place one is made."""
-    import onnxruntime as ort
-
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(
-        source, sess_options=session_options(intra_op_threads, allow_spinning), providers=providers or [CPU]
-    )
+def to_uint8(sr: np.ndarray) -> np.ndarray:
+    """The contract's ``sr`` (N×3×H×W, or 3×H×W) → N×H×W×3 (or H×W×3) uint8 (:func:`round_to_uint8`)."""
+    pixels = round_to_uint8(sr)
+    return pixels.transpose(1, 2, 0) if pixels.ndim == 3 else pixels.transpose(0, 2, 3, 1)
 
 
 class ReleaseModel:
@@ -125,8 +82,10 @@ class ReleaseModel:
 
     Inputs are edge-padded to :attr:`input_multiple` before the run and the output is cropped back,
     so any input size gives the same pixels wherever the model runs (service, evaluate, upscale).
-    CUDA is used when asked for (or ``auto``) and available; a fallback to CPU is reported in
-    :attr:`fallback_reason`, never hidden.
+    ``runtime`` picks the runtime, device and precision (:mod:`portraitsr.runtimes`; default: the
+    reference, ONNX Runtime fp32 on the CPU); what it runs on is in :attr:`session`
+    (``runtime``, ``device``, ``precision``, ``provider``), and anything asked for that could not be
+    had is in :attr:`fallback_reason`, never hidden.
     """
 
     def __init__(
@@ -137,29 +96,24 @@ class ReleaseModel:
         input_name: str = INPUT_NAME,
         output_name: str = OUTPUT_NAME,
         input_multiple: int | None = None,
-        preference: str = "cpu",
-        intra_op_threads: int = 0,
-        allow_spinning: bool = False,
+        runtime: RuntimeRequest = REFERENCE,
     ) -> None:
-        choice = choose_providers(preference)
-        self.session = open_session(onnx_path, choice.providers, intra_op_threads, allow_spinning)
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
-        if input_name not in inputs or output_name not in outputs:
+        self.session = open_session(onnx_path, runtime)
+        inputs, outputs = self.session.input_names, self.session.output_names
+        if inputs != [input_name] or output_name not in outputs:
             raise ValueError(
                 f"{onnx_path}: expected input {input_name!r} / output {output_name!r}, has {inputs} / {outputs}"
             )
         self.scale = scale
         self.input_name, self.output_name = input_name, output_name
+        self.output_index = outputs.index(output_name)
         self.input_multiple = int(input_multiple or default_input_multiple(scale))
-        self.provider = self.session.get_providers()[0]
-        self.fallback_reason = choice.fallback_reason
-        if choice.providers[0] == CUDA and self.provider != CUDA:
-            self.fallback_reason = "CUDAExecutionProvider is installed but could not start; running on CPU"
+        self.runtime, self.precision = self.session.runtime, self.session.precision
+        self.provider, self.fallback_reason = self.session.provider, self.session.fallback_reason
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         padded = pad_to_multiple(np.ascontiguousarray(lr, dtype=np.float32), self.input_multiple)
-        (sr,) = self.session.run([self.output_name], {self.input_name: padded})
+        sr = self.session.run(padded)[self.output_index]
         return sr[:, :, : lr.shape[2] * self.scale, : lr.shape[3] * self.scale]
 
     def upscale_uint8(self, images: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@
 # copyright restrictions"), as distributed in scikit-image's sample data (skimage/data/astronaut.png).
 # Only when the committed crops are missing, the scikit-image wheel is fetched with `pip download`
 # (not installed) and the image taken out of it. Never a picture from the research datasets.
+# The second real face, for the runtimes' parity check (training/parity_faces.py), is the US
+# Navy's portrait of Grace Hopper (public domain), from matplotlib's sample data, made the same way.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -35,6 +37,27 @@ hr = photo.crop((165, 68, 286, 189)).resize((128, 128), Image.Resampling.LANCZOS
 hr.save(images / "astronaut-face-128.png")
 for side in (16, 32):  # the evaluation protocol's LR: Pillow bicubic
     hr.resize((side, side), Image.Resampling.BICUBIC).save(images / f"astronaut-face-{side}.png")
+EOF
+  rm -rf "$wheel_dir"
+fi
+
+if [ ! -f "$images/hopper-face-128.png" ]; then
+  wheel_dir="$(mktemp -d)"
+  "$python" -m pip download --no-deps --quiet --dest "$wheel_dir" "matplotlib==3.11.2"
+  "$python" - "$wheel_dir" "$images" <<'EOF'
+import sys
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+wheel_dir, images = Path(sys.argv[1]), Path(sys.argv[2])
+wheel = next(wheel_dir.glob("matplotlib-*.whl"))
+with zipfile.ZipFile(wheel) as archive, archive.open("matplotlib/mpl-data/sample_data/grace_hopper.jpg") as handle:
+    photo = Image.open(handle).convert("RGB")
+# Framed like Helen-50 (as above). The shipped MTCNN on the 512x600 photo: eyes at (220.8, 191.6)
+# and (309.0, 185.5), mouth centre (269.8, 277.4): 1.97 photo px per frame px.
+photo.crop((140, 119, 392, 371)).resize((128, 128), Image.Resampling.LANCZOS).save(images / "hopper-face-128.png")
 EOF
   rm -rf "$wheel_dir"
 fi

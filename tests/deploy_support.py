@@ -38,7 +38,7 @@ def load_yaml_documents(text: str) -> list[dict]:
 
 # Service settings --------------------------------------------------------------------------------
 def settings_class():
-    from service.settings import ServiceSettings
+    from service.core.settings import ServiceSettings
 
     return ServiceSettings
 
@@ -78,7 +78,7 @@ def exposed_metric_names() -> frozenset[str]:
     Read from the families the registries collect, so labelled metrics that have not been
     observed yet count too.
     """
-    from service.metrics import ApiMetrics, WorkerMetrics
+    from service.core.metrics import ApiMetrics, WorkerMetrics
 
     names = set()
     for metrics in (ApiMetrics(), WorkerMetrics()):

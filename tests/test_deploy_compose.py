@@ -136,7 +136,7 @@ def test_prometheus_scrapes_the_ports_the_settings_use(monkeypatch):
 
 
 def test_dashboard_queries_metrics_the_service_defines():
-    from service.metrics import OUTCOMES
+    from service.core.metrics import RequestOutcome
 
     expressions = dashboard_expressions()
     used = {name for expr in expressions for name in re.findall(r"portraitsr_[a-z0-9_]+", expr)}
@@ -146,7 +146,7 @@ def test_dashboard_queries_metrics_the_service_defines():
     assert any("portraitsr_request_duration_seconds_bucket" in e for e in quantiles)
     assert all(re.search(r"sum by \(le[,)]", e) and "_bucket" in e for e in quantiles)
     outcomes = set(re.findall(r'outcome="([a-z_0-9]+)"', " ".join(expressions)))
-    assert {"rejected_429", "timeout_504"} <= outcomes <= set(OUTCOMES)
+    assert {"rejected_429", "timeout_504"} <= outcomes <= {outcome.value for outcome in RequestOutcome}
     text = " ".join(expressions)
     for metric in ("portraitsr_queue_depth", "portraitsr_worker_batch_size_bucket", "portraitsr_requests_total"):
         assert metric in text
@@ -187,7 +187,7 @@ def test_redis_runs_the_services_acl_user_made_by_its_entrypoint(tmp_path):
     import redis as redis_client
     from service_helpers import free_port, redis_server_executable
 
-    from service.protocol import ACL_COMMANDS
+    from service.queue.protocol import ACL_COMMANDS
 
     services = compose_config("gpu")["services"]
     redis_service = services["redis"]

@@ -103,13 +103,15 @@ def test_requirement_list_is_what_pyproject_declares(extras):
     wanted = declared_requirements(extras.split(","))
     if "gpu" in extras:
         # onnxruntime-gpu provides the `onnxruntime` module; the CPU wheel would overwrite it.
-        wanted = [r for r in wanted if canonicalize_name(r.name) != "onnxruntime"]
+        # OpenVINO is the CPU runtime: the GPU image goes without it.
+        wanted = [r for r in wanted if canonicalize_name(r.name) not in ("onnxruntime", "openvino")]
     produced = [Requirement(line) for line in run_requirements_script(extras)]
     assert sorted(map(str, produced)) == sorted(set(map(str, wanted)))
     names = {canonicalize_name(r.name) for r in produced}
     assert "torch" not in names
     assert ("onnxruntime-gpu" in names) == ("gpu" in extras)
     assert ("onnxruntime" in names) != ("gpu" in extras)
+    assert ("openvino" in names) != ("gpu" in extras)
 
 
 def test_requirements_script_refuses_unknown_extras():

@@ -136,10 +136,10 @@ def test_environment_variables_are_service_settings(overlay, monkeypatch):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_and_ports_are_the_service_endpoints(overlay, monkeypatch):
-    from service.api import create_app, route_paths
+    from service.http.app import create_app, route_paths
 
     objects = render_overlay(overlay)
-    worker_source = (REPO / "service" / "worker.py").read_text()
+    worker_source = (REPO / "service" / "queue" / "worker.py").read_text()
     for deployment in PORTRAITSR:
         c = container(objects, deployment)
         settings = settings_of(objects, deployment, monkeypatch)
@@ -295,7 +295,7 @@ def test_redis_access_is_the_services_acl_user_with_the_secret_password(overlay,
     import redis as redis_client
     from service_helpers import free_port, redis_server_executable
 
-    from service.protocol import ACL_COMMANDS
+    from service.queue.protocol import ACL_COMMANDS
 
     objects = render_overlay(overlay)
     redis_set = find_object(objects, "StatefulSet", "redis")

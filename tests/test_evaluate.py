@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from face_images import synthetic_face
 from onnx import TensorProto, helper
 from PIL import Image
 
 from portraitsr.cli import main
 from training.data.degrade import bicubic_downsample
+from training.data.synthetic import synthetic_face
 from training.metrics import load_lpips, lpips, psnr_y, ssim_y
 from training.nets.lpips import LPIPS
 from training.weights.store import save_state_dicts
@@ -140,7 +140,7 @@ def test_evaluate_checkpoint(tmp_path: Path) -> None:
 
 
 def test_evaluate_on_a_training_cache_split_and_source(tmp_path: Path) -> None:
-    from training_cache import write_generated_cache
+    from training.data.synthetic import write_generated_cache
 
     cache = write_generated_cache(tmp_path / "cache", train=3, val=3)
     index = json.loads((cache / "index.json").read_text())

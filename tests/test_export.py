@@ -13,8 +13,8 @@ import torch
 from model.config import load_model_config
 from model.export import SRPath
 from model.network import PortraitSR
-from portraitsr.release import open_session
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import onnxruntime_session
 from training.checkpoint import save_checkpoint
 from training.export import export_release
 
@@ -52,7 +52,7 @@ def exported(tmp_path_factory):
 
 def test_onnx_runtime_matches_pytorch(exported):
     folder, net, entry = exported
-    session = open_session(folder / "release" / "unit-x8.onnx")
+    session = onnxruntime_session(folder / "release" / "unit-x8.onnx")
     # A size the export's own parity check did not use.
     lr = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():

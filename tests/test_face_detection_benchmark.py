@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from face_images import synthetic_face
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ is not an installed package
-
 from benchmarks.face_detection import Detection, dlib_landmarks, make_detector, score  # noqa: E402
+from training.data.synthetic import synthetic_face
 
 TRUTH = np.array([[40.0, 50.0], [60.0, 50.0], [50.0, 60.0], [43.0, 70.0], [57.0, 70.0]])  # inter-ocular 20
 

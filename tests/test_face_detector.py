@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from face_images import synthetic_face
 from PIL import Image
 
-from service.face_detector import DEFAULT_DETECTOR_DIR, FaceDetector, nms
+from service.faces.detector import DEFAULT_DETECTOR_DIR, FaceDetector, nms
+from training.data.synthetic import synthetic_face
 
 
 @pytest.fixture(scope="module")

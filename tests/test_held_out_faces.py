@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.held_out_faces import SOURCES, held_out_faces
+from training.data.held_out_faces import SOURCES, held_out_faces
 
 
 def make_data(tmp_path, per_set: int = 3):

@@ -11,7 +11,7 @@ import torch
 from model.config import load_model_config
 from model.export import INPUT_NAME, OUTPUT_NAME, SRPath, export_onnx
 from model.network import PortraitSR
-from portraitsr.release import open_session
+from portraitsr.runtimes import onnxruntime_session
 
 
 @pytest.fixture(scope="module", params=[4, 8])
@@ -19,7 +19,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     torch.manual_seed(0)
     network = PortraitSR(load_model_config(f"tiny-x{request.param}")).eval()
     path = export_onnx(network, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
-    session = open_session(path)
+    session = onnxruntime_session(path)
     return network, session, request.param
 
 
@@ -53,7 +53,7 @@ def test_the_prior_fixes_export_and_match_pytorch(tmp_path: Path) -> None:
         atp_injection="norm_scaled", hpf_mask_init="parsing_groups", num_masks=4, parsing_channels=7
     )
     network = PortraitSR(config).eval()
-    session = open_session(export_onnx(network, tmp_path / "fixed.onnx"))
+    session = onnxruntime_session(export_onnx(network, tmp_path / "fixed.onnx"))
     lr = torch.rand(2, 3, 12, 16)
     with torch.no_grad():
         expected = SRPath(network)(lr).numpy()
@@ -70,7 +70,7 @@ def test_flip_ensemble_is_the_mean_of_the_face_and_its_mirror(tmp_path: Path) ->
         mirrored = network(lr.flip(-1)).sr.flip(-1)
         expected = ((plain + mirrored) / 2).clamp(0, 1).numpy()
         assert np.abs(SRPath(network, flip_ensemble=True)(lr).numpy() - expected).max() <= 1e-5
-    session = open_session(export_onnx(network, tmp_path / "flip.onnx", flip_ensemble=True))
+    session = onnxruntime_session(export_onnx(network, tmp_path / "flip.onnx", flip_ensemble=True))
     (actual,) = session.run(None, {"lr": lr.numpy()})
     assert np.abs(actual - expected).max() <= 1e-4
     assert np.abs(actual - plain.clamp(0, 1).numpy()).max() > 1e-3  # and it is not the plain model

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from service.face_align import (
+from portraitsr.release import round_to_uint8
+from service.faces.alignment import (
     EYE_MID,
     INTER_OCULAR,
     MOUTH,
@@ -22,19 +23,14 @@ from service.face_align import (
     is_whole_pixel_shift,
     warp,
 )
-from service.face_detector import Face
-from service.photo_restore import (
-    LOW_SCORE,
-    OVER_LIMIT,
-    RESTORED,
-    TOO_LARGE,
-    TOO_SMALL,
+from service.faces.detector import Face
+from service.faces.restoration import (
+    FaceStatus,
     RestorePolicy,
     face_status,
     paste_faces,
     plan_faces,
     restore_photo,
-    to_uint8,
     upscale_background,
 )
 
@@ -90,10 +86,10 @@ def test_warp_samples_the_photo_and_shrinks_with_a_box_filter():
 def test_cubic_upscale_is_onnx_resize_cubic(tmp_path):
     from test_service_restore import build_identity_model
 
-    from portraitsr.release import open_session
+    from portraitsr.runtimes import onnxruntime_session
 
     build_identity_model(tmp_path / "identity.onnx", 4)
-    session = open_session(tmp_path / "identity.onnx")
+    session = onnxruntime_session(tmp_path / "identity.onnx")
     crop = np.random.default_rng(1).uniform(0, 1, (9, 11, 3)).astype(np.float32)
     (sr,) = session.run(None, {"lr": crop.transpose(2, 0, 1)[None]})
     np.testing.assert_allclose(np.clip(cubic_upscale(crop, 4), 0, 1), sr[0].transpose(1, 2, 0), atol=1e-5)
@@ -107,10 +103,10 @@ def test_feather_mask_is_zero_at_the_edge_and_one_inside():
 
 @pytest.mark.parametrize(
     ("inter_ocular", "scale", "status", "frame"),
-    [(3.0, 4, TOO_SMALL, 0), (4.0, 4, TOO_SMALL, 0), (5.0, 4, RESTORED, 32), (11.2, 4, RESTORED, 32),
-     (16.0, 4, RESTORED, 48), (23.0, 4, RESTORED, 68), (44.8, 4, RESTORED, 128), (50.0, 4, TOO_LARGE, 0),
-     (5.6, 8, RESTORED, 16), (2.4, 8, RESTORED, 16), (2.1, 8, TOO_SMALL, 0), (1.9, 8, TOO_SMALL, 0),
-     (16.8, 8, RESTORED, 48), (23.0, 8, TOO_LARGE, 0)],
+    [(3.0, 4, FaceStatus.TOO_SMALL, 0), (4.0, 4, FaceStatus.TOO_SMALL, 0), (5.0, 4, FaceStatus.RESTORED, 32), (11.2, 4, FaceStatus.RESTORED, 32),
+     (16.0, 4, FaceStatus.RESTORED, 48), (23.0, 4, FaceStatus.RESTORED, 68), (44.8, 4, FaceStatus.RESTORED, 128), (50.0, 4, FaceStatus.TOO_LARGE, 0),
+     (5.6, 8, FaceStatus.RESTORED, 16), (2.4, 8, FaceStatus.RESTORED, 16), (2.1, 8, FaceStatus.TOO_SMALL, 0), (1.9, 8, FaceStatus.TOO_SMALL, 0),
+     (16.8, 8, FaceStatus.RESTORED, 48), (23.0, 8, FaceStatus.TOO_LARGE, 0)],
 )
 def test_face_status_and_frame_by_size(inter_ocular, scale, status, frame):
     face = Face((0, 0, 1, 1), 0.99, landmarks_for((100.0, 100.0), inter_ocular))
@@ -121,7 +117,7 @@ def test_a_large_face_is_framed_at_its_own_size_in_the_training_framing():
     photo = np.random.default_rng(5).uniform(0.2, 0.8, (120, 120, 3)).astype(np.float32)
     face = Face((0, 0, 1, 1), 0.99, landmarks_for((60.0, 40.0), 22.4))  # twice the ×4 model's size
     (plan,) = plan_faces(photo, [face], 4, RestorePolicy())
-    assert plan.status == RESTORED and plan.crop.shape == (64, 64, 3) and is_whole_pixel_shift(plan.transform)
+    assert plan.status == FaceStatus.RESTORED and plan.crop.shape == (64, 64, 3) and is_whole_pixel_shift(plan.transform)
     eye_mid = apply(plan.transform, face.landmarks[:2]).mean(axis=0)
     np.testing.assert_allclose(eye_mid, np.array(EYE_MID) / 2, atol=0.5)  # the template, at 64 px
 
@@ -137,7 +133,7 @@ def test_faces_of_different_frame_sizes_run_in_one_model_call_per_size():
 
     output, plans = restore_photo(photo, faces, 4, run)
     assert sorted(calls) == [(2, 32, 32, 3), (2, 48, 48, 3)]
-    assert [plan.status for plan in plans] == [RESTORED] * 4
+    assert [plan.status for plan in plans] == [FaceStatus.RESTORED] * 4
     np.testing.assert_array_equal(output, upscale_background(photo, 4))  # identity: exact at every size
 
 
@@ -150,7 +146,7 @@ def photo_and_faces(count: int, inter_ocular: float = 11.0, spacing: float = 40.
 
 
 def identity_run(scale: int):
-    return lambda crops: [to_uint8(np.clip(cubic_upscale(crop, scale), 0, 1)) for crop in crops]
+    return lambda crops: [round_to_uint8(np.clip(cubic_upscale(crop, scale), 0, 1)) for crop in crops]
 
 
 @pytest.mark.parametrize("spacing", [40.0, 12.0])  # apart, and overlapping frames
@@ -160,7 +156,7 @@ def test_identity_model_leaves_the_upscaled_photo_unchanged(spacing, whole_pixel
     policy = RestorePolicy(whole_pixel_crops=whole_pixel_crops)
     for scale in (4, 8):
         output, plans = restore_photo(photo, faces, scale, identity_run(scale), policy)
-        assert all(plan.status == RESTORED for plan in plans)
+        assert all(plan.status == FaceStatus.RESTORED for plan in plans)
         np.testing.assert_array_equal(output, upscale_background(photo, scale))
 
 
@@ -169,7 +165,7 @@ def test_restored_detail_lands_inside_the_face_and_overlaps_average():
     scale = 4
     plans = plan_faces(photo, faces, scale, RestorePolicy())
     background = upscale_background(photo, scale)
-    brighter = [(plan, np.clip(to_uint8(np.clip(cubic_upscale(plan.crop, scale), 0, 1)).astype(int) + 20, 0, 255))
+    brighter = [(plan, np.clip(round_to_uint8(np.clip(cubic_upscale(plan.crop, scale), 0, 1)).astype(int) + 20, 0, 255))
                 for plan in plans]
     output = paste_faces(background, brighter, scale, RestorePolicy()).astype(int)
     lift = output - background
@@ -182,13 +178,13 @@ def test_restored_detail_lands_inside_the_face_and_overlaps_average():
 def test_policy_limits_the_number_of_faces_and_skips_small_ones_and_doubtful_detections():
     photo, faces = photo_and_faces(3)
     doubtful = [Face(face.box, 0.85, face.landmarks) for face in faces]
-    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy())} == {LOW_SCORE}
-    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy(min_score=0.8))} == {RESTORED}
+    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy())} == {FaceStatus.LOW_SCORE}
+    assert {plan.status for plan in plan_faces(photo, doubtful, 4, RestorePolicy(min_score=0.8))} == {FaceStatus.RESTORED}
     plans = plan_faces(photo, faces, 4, RestorePolicy(max_faces=2))
-    assert [plan.status for plan in plans] == [RESTORED, RESTORED, OVER_LIMIT]
+    assert [plan.status for plan in plans] == [FaceStatus.RESTORED, FaceStatus.RESTORED, FaceStatus.OVER_LIMIT]
     assert plans[2].crop is None
     plans = plan_faces(photo, faces, 4, RestorePolicy(min_inter_ocular=20))
-    assert {plan.status for plan in plans} == {TOO_SMALL}
+    assert {plan.status for plan in plans} == {FaceStatus.TOO_SMALL}
     output, _ = restore_photo(photo, faces, 4, identity_run(4), RestorePolicy(min_inter_ocular=20))
     np.testing.assert_array_equal(output, upscale_background(photo, 4))
 
@@ -200,7 +196,7 @@ def test_faces_at_the_border_are_cut_with_replicated_edges_and_pasted_inside(eye
     for whole_pixel_crops in (True, False):
         policy = RestorePolicy(whole_pixel_crops=whole_pixel_crops)
         output, plans = restore_photo(photo, faces, 4, identity_run(4), policy)
-        assert plans[0].status == RESTORED and plans[0].crop.shape == (32, 32, 3)
+        assert plans[0].status == FaceStatus.RESTORED and plans[0].crop.shape == (32, 32, 3)
         np.testing.assert_array_equal(output, upscale_background(photo, 4))
         brighter = lambda crops: [np.clip(face.astype(int) + 30, 0, 255) for face in identity_run(4)(crops)]  # noqa: E731
         lifted = restore_photo(photo, faces, 4, brighter, policy)[0].astype(int) - upscale_background(photo, 4)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from training_cache import write_generated_cache
 
 from model.config import load_model_config
 from model.network import PortraitSR
+from training.data.synthetic import write_generated_cache
 from training.prior_diagnostics import diagnose, knocked_out, load_heldout
 
 

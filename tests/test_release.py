@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from service_helpers import REPO, build_fixture_release, face_like, png_bytes
 
+from portraitsr.manifest import load_manifest
 from portraitsr.release import ReleaseModel, pad_to_multiple, to_model_input, to_uint8
-from service.images import decode_image
-from service.inference import ModelRunner, upscale
-from service.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import decode_image
+from service.core.inference import ModelRunner, upscale
 from training.data.degrade import bicubic_downsample
 from training.evaluation import OnnxUpscaler, evaluate_images
 from training.metrics import psnr_y, ssim_y
@@ -28,8 +29,8 @@ def spec(tmp_path_factory):
 
 
 def served_pixels(spec, lr: np.ndarray) -> np.ndarray:
-    """What the service answers for a PNG of ``lr``: decode, run, round (service.inference.upscale)."""
-    runner = ModelRunner(spec, "cpu", 1)
+    """What the service answers for a PNG of ``lr``: decode, run, round (service.core.inference.upscale)."""
+    runner = ModelRunner(spec, REFERENCE.with_threads(1))
     return np.asarray(upscale(runner, decode_image(png_bytes(lr))))
 
 
@@ -78,7 +79,7 @@ def test_wrong_input_or_output_names_are_refused_when_the_model_opens(spec):
 
 
 def test_the_release_module_and_the_service_import_no_torch_and_no_training():
-    modules = ["portraitsr.release", "service.api", "service.worker", "service.supervisor", "service.upscale_files",
+    modules = ["portraitsr.release", "service.http.app", "service.queue.worker", "service.supervisor", "service.files.upscale",
                "service.commands.serve", "service.commands.upscale"]  # fmt: skip
     code = (
         "import importlib, json, sys\n"

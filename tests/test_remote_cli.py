@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from face_images import png_bytes, synthetic_face
-from service_helpers import REPO
+from service_helpers import REPO, png_bytes
+
+from training.data.synthetic import synthetic_face
 
 
 class FakeService:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from training_cache import write_generated_cache
 
 from training.config import ScheduleConfig, train_config_from_dict
 from training.data.cache import TrainingCache, is_cache
+from training.data.synthetic import write_generated_cache
 from training.schedule import LossWindow, budget_spent, due, training_progress
 
 

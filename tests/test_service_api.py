@@ -16,10 +16,11 @@ import pytest
 from PIL import Image
 from service_helpers import Cluster, build_fixture_release, face_like, metric_value, png_bytes, wait_until
 
-from service.images import decode_image
-from service.inference import load_runners, upscale
-from service.manifest import load_manifest
-from service.protocol import Job
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import decode_image
+from service.core.inference import load_runners, upscale
+from service.queue.protocol import Job
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runners(cluster):
-    return load_runners(load_manifest(cluster.manifest), "cpu", 1)
+    return load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))
 
 
 def post(url: str, data: bytes, **params) -> httpx.Response:
@@ -204,7 +205,9 @@ def test_worker_skips_a_job_whose_deadline_passed(cluster):
 def test_health_metrics_openapi_and_page(cluster):
     assert httpx.get(f"{cluster.url}/livez").json() == {"alive": True}
     ready = httpx.get(f"{cluster.url}/readyz").json()
-    assert ready["ready"] and ready["workers"][0]["models"][0]["provider"] == "CPUExecutionProvider"
+    model = ready["workers"][0]["models"][0]
+    assert ready["ready"] and model["provider"] == "CPUExecutionProvider"
+    assert (model["runtime"], model["precision"]) == ("onnxruntime", "fp32")  # the cluster's setting
     assert httpx.get(f"{cluster.worker.metrics_url}/readyz").json()["ready"]
     metrics = httpx.get(f"{cluster.url}/metrics").text
     for name in ("portraitsr_request_duration_seconds_bucket", "portraitsr_queue_wait_seconds_bucket",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.batching import BatchCollector
+from service.queue.batching import BatchCollector
 
 
 def run(coroutine):

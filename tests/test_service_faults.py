@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 from service_helpers import Cluster, build_fixture_release, face_like, metric_value, png_bytes, wait_until
 
-from service.images import decode_image
-from service.inference import load_runners, upscale
-from service.manifest import load_manifest
-from service.protocol import Job, Reply
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import decode_image
+from service.core.inference import load_runners, upscale
+from service.queue.protocol import Job, Reply
 
 STREAM, GROUP = "portraitsr:jobs", "portraitsr-workers"
 # A worker that waits long to fill its batch: it holds the jobs it has read for that long.
@@ -29,7 +30,7 @@ def cluster(tmp_path_factory):
     cluster = Cluster(workdir, build_fixture_release(workdir / "release"))
     cluster.start_redis()
     cluster.url = cluster.start_api()
-    cluster.runners = load_runners(load_manifest(cluster.manifest), "cpu", 1)
+    cluster.runners = load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))
     yield cluster
     cluster.close()
 

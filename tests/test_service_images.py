@@ -1,4 +1,4 @@
-"""Safe decoding (service.images): every kind of input gets its documented answer."""
+"""Safe decoding (service.core.images): every kind of input gets its documented answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from service_helpers import face_like, png_bytes
 
-from service.images import ImageInputError, ImageLimits, compose_output, decode_image, encode_image
+from service.core.images import ImageInputError, ImageLimits, compose_output, decode_image, encode_image
+from service.http.errors import IMAGE_STATUS
 
 
 def fake_png_header(width: int, height: int) -> bytes:
@@ -42,13 +43,13 @@ def refused(data: bytes, limits: ImageLimits | None = None) -> ImageInputError:
 )
 def test_refused_inputs_get_their_documented_answer(data, status, code):
     error = refused(data)
-    assert (error.status, error.code) == (status, code)
+    assert (IMAGE_STATUS[error.problem], error.code) == (status, code)
     assert error.reason
 
 
 def test_byte_limit_is_413():
     error = refused(png_bytes(face_like(64, 64)), ImageLimits(max_bytes=100))
-    assert (error.status, error.code) == (413, "too_large")
+    assert (IMAGE_STATUS[error.problem], error.code) == (413, "too_large")
 
 
 def test_animated_gif_is_refused_with_415():
@@ -56,7 +57,7 @@ def test_animated_gif_is_refused_with_415():
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     error = refused(buffer.getvalue())
-    assert (error.status, error.code) == (415, "animated_image")
+    assert (IMAGE_STATUS[error.problem], error.code) == (415, "animated_image")
 
 
 def test_one_pixel_image_is_accepted():
@@ -120,7 +121,7 @@ def test_tiff_is_an_unsupported_format():
     buffer = io.BytesIO()
     Image.fromarray(face_like(8, 8)).save(buffer, format="TIFF")
     error = refused(buffer.getvalue())
-    assert (error.status, error.code) == (415, "unsupported_format")
+    assert (IMAGE_STATUS[error.problem], error.code) == (415, "unsupported_format")
 
 
 def damaged_headers() -> dict[str, bytes]:
@@ -149,10 +150,10 @@ def damaged_headers() -> dict[str, bytes]:
 def test_a_damaged_header_of_an_accepted_format_is_400_corrupt_image(name):
     with pytest.raises(ImageInputError) as caught:
         decode_image(damaged_headers()[name])
-    assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
+    assert (IMAGE_STATUS[caught.value.problem], caught.value.code) == (400, "corrupt_image")
 
 
 def test_a_file_of_another_kind_is_still_415():
     with pytest.raises(ImageInputError) as caught:
         decode_image(b"%PDF-1.7\n" + b"\0" * 64)
-    assert (caught.value.status, caught.value.code) == (415, "unsupported_format")
+    assert (IMAGE_STATUS[caught.value.problem], caught.value.code) == (415, "unsupported_format")

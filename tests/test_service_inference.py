@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from service_helpers import build_fixture_release
 
-from portraitsr.release import CUDA
-from service.inference import ModelRunner, load_runners
-from service.manifest import ManifestError, load_manifest
+from portraitsr.manifest import ManifestError, load_manifest
+from portraitsr.runtimes import CUDA, REFERENCE, RuntimeRequest
+from service.core.inference import ModelRunner, load_runners
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_manifest_is_read_and_checked(manifest, tmp_path):
 
 
 def test_runner_batches_and_pads_odd_sizes(manifest):
-    runners = load_runners(load_manifest(manifest), "cpu", 1)
+    runners = load_runners(load_manifest(manifest), REFERENCE.with_threads(1))
     rng = np.random.default_rng(0)
     batch = rng.random((3, 3, 16, 16), dtype=np.float32)
     out = runners[8].run(batch)
@@ -53,7 +53,8 @@ def test_runner_batches_and_pads_odd_sizes(manifest):
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this machine has CUDA")
 def test_cuda_request_without_cuda_falls_back_to_cpu_and_says_so(manifest):
     spec = load_manifest(manifest)[0]
-    runner = ModelRunner(spec, "cuda", 1)
+    runner = ModelRunner(spec, RuntimeRequest("onnxruntime", device="cuda", threads=1))
     assert runner.provider == "CPUExecutionProvider"
     assert "CUDA" in runner.fallback_reason
-    assert ModelRunner(spec, "auto", 1).fallback_reason is None  # auto on a CPU machine is no fallback
+    # auto on a CPU machine is no fallback
+    assert ModelRunner(spec, RuntimeRequest("onnxruntime", threads=1)).fallback_reason is None

@@ -1,4 +1,4 @@
-"""The enqueue script of ``service/protocol.py`` against a real redis-server: admission of one job and
+"""The enqueue script of ``service/queue/protocol.py`` against a real redis-server: admission of one job and
 of a group (a photo's faces) by the same rules, by length and by summed cost, all or none."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import uuid
 import pytest
 from service_helpers import Cluster
 
-from service.protocol import ApiQueue, Job, Keys
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
+from service.queue.protocol import ApiQueue, Job, Keys, Refusal
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,8 @@ def test_a_group_is_refused_whole_when_its_summed_cost_does_not_fit(redis_port):
 
     first, too_costly, same_as_one, depth_after_refusals, fits, admitted = run_with_queue(redis_port, scenario)
     assert first.refused_by is None
-    assert too_costly.refused_by == "cost" and too_costly.entry_ids == () and too_costly.entry_id is None
-    assert same_as_one.refused_by == "cost"
+    assert too_costly.refused_by is Refusal.COST and too_costly.entry_ids == () and too_costly.entry_id is None
+    assert same_as_one.refused_by is Refusal.COST
     assert depth_after_refusals == 1  # nothing of the refused group was added
     assert fits.refused_by is None and len(fits.entry_ids) == 3
     assert admitted == 4
@@ -84,5 +84,5 @@ def test_a_group_is_refused_whole_when_the_stream_has_no_room_for_all(redis_port
         return no_room, forced, await redis.xlen(queue.keys.stream)
 
     no_room, forced, depth = run_with_queue(redis_port, scenario)
-    assert no_room.refused_by == "length" and no_room.depth == 1
+    assert no_room.refused_by is Refusal.LENGTH and no_room.depth == 1
     assert forced.refused_by is None and depth == 4  # a re-submission is always taken back

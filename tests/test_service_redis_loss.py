@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 from service_helpers import Cluster, build_fixture_release, face_like, metric_value, png_bytes, wait_until
 
-from service.images import decode_image
-from service.inference import load_runners, upscale
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import decode_image
+from service.core.inference import load_runners, upscale
 
 STREAM = "portraitsr:jobs"
 
@@ -28,7 +29,7 @@ def cluster(tmp_path_factory):
     cluster.start_redis()  # no persistence: a kill -9 loses everything it held
     cluster.worker = cluster.start_worker()
     cluster.url = cluster.start_api(redis_outage_grace_s=3)
-    cluster.runners = load_runners(load_manifest(cluster.manifest), "cpu", 1)
+    cluster.runners = load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))
     wait_until(lambda: httpx.get(f"{cluster.url}/readyz").status_code == 200, 30, message="readyz")
     yield cluster
     os.kill(cluster.worker.pid, signal.SIGCONT)

@@ -8,7 +8,6 @@ so faces change there, and only there.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import struct
@@ -17,9 +16,11 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-from face_images import synthetic_face
 from PIL import Image
 from service_helpers import Cluster, build_fixture_model, png_bytes, wait_until
+
+from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
+from training.data.synthetic import synthetic_face
 
 # Drawn faces with inter-ocular distances of 8.75, 12.25 and 15.75 px: all restorable at ×4.
 FACE_SIDES = ((40, 12, 20), (56, 80, 14), (72, 160, 10))
@@ -55,13 +56,9 @@ def build_release(directory):
     directory.mkdir(parents=True, exist_ok=True)
     build_identity_model(directory / "identity-x4.onnx", 4)
     build_fixture_model(directory / "fixture-x8.onnx", 8)
-    models = [
-        {"name": name, "scale": scale, "onnx": f"{name}.onnx", "input": "lr", "output": "sr",
-         "sha256": hashlib.sha256((directory / f"{name}.onnx").read_bytes()).hexdigest()}
-        for name, scale in (("identity-x4", 4), ("fixture-x8", 8))
-    ]
-    manifest = directory / "manifest.json"
-    manifest.write_text(json.dumps({"models": models}))
+    manifest = directory / MANIFEST_NAME
+    for name, scale in (("identity-x4", 4), ("fixture-x8", 8)):
+        update_manifest(manifest, model_entry(name, scale, directory / f"{name}.onnx", directory))
     return manifest
 
 

@@ -8,26 +8,27 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from service_helpers import face_like, png_bytes
+from service_helpers import face_like, metric_value, png_bytes
+from test_service_restore import group_photo
 
-from service.api import create_app
-from service.auth import hash_key
-from service.dependencies import get_broker
-from service.errors import ApiError
-from service.protocol import Reply, ReplyMeta, ReplyStatus
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
+from service.http.app import create_app
+from service.http.auth import hash_key
+from service.http.dependencies import get_broker
+from service.queue.errors import DeadlinePassed, QueueError, QueueFull, QueueUnavailable
+from service.queue.protocol import Reply, ReplyMeta, ReplyStatus
 
 
 class ScriptedBroker:
-    """Answers every job with ``answer``: a reply built from the input (nearest ×scale) or an ApiError."""
+    """Answers every job with ``answer``: a reply built from the input (nearest ×scale) or a queue error."""
 
-    def __init__(self, answer: str | ApiError = "ok"):
+    def __init__(self, answer: str | QueueError = "ok"):
         self.answer = answer
         self.jobs = 0
 
     async def submit(self, image, scale, deadline):
         self.jobs += 1
-        if isinstance(self.answer, ApiError):
+        if isinstance(self.answer, QueueError):
             raise self.answer
         if self.answer != "ok":
             return Reply("job", ReplyStatus(self.answer), ReplyMeta(error="it went wrong"))
@@ -61,19 +62,25 @@ def test_a_reply_becomes_the_image_and_its_headers():
     assert response.headers["x-inference-ms"] == "3.5" and "queue;dur=1.2" in response.headers["server-timing"]
 
 
-@pytest.mark.parametrize(("answer", "status", "code"), [
-    (ApiError(429, "queue_full", "full", "rejected_429", {"Retry-After": "3"}), 429, "queue_full"),
-    (ApiError(503, "queue_unavailable", "down", "error"), 503, "queue_unavailable"),
-    (ApiError(504, "deadline_exceeded", "late", "timeout_504"), 504, "deadline_exceeded"),
-    ("dead_lettered", 500, "dead_lettered"),
-    ("no_model", 400, "no_model"),
+@pytest.mark.parametrize(("answer", "status", "code", "outcome"), [
+    (QueueFull("full", retry_after_s=3), 429, "queue_full", "rejected_429"),
+    (QueueUnavailable("down"), 503, "queue_unavailable", "error"),
+    (DeadlinePassed("late"), 504, "deadline_exceeded", "timeout_504"),
+    ("dead_lettered", 500, "dead_lettered", "error"),
+    ("no_model", 400, "no_model", "bad_input"),
 ])
-def test_broker_outcomes_map_to_statuses(answer, status, code):
-    response = client_for(ScriptedBroker(answer)).post("/upscale", content=FACE)
+@pytest.mark.parametrize("route", ["/upscale", "/restore"])
+def test_queue_errors_and_failed_replies_map_to_statuses_and_outcomes(route, answer, status, code, outcome):
+    client = client_for(ScriptedBroker(answer))
+    body = FACE if route == "/upscale" else png_bytes(group_photo())
+    response = client.post(route, content=body)
     assert response.status_code == status and response.json()["error"] == code
     assert response.json()["request_id"] == response.headers["x-request-id"]
     if status == 429:
         assert response.headers["retry-after"] == "3"
+    metrics = client.get("/metrics").text
+    assert metric_value(metrics, "portraitsr_requests_total", {"outcome": outcome}) == 1
+    assert metric_value(metrics, "portraitsr_requests_total") == 1
 
 
 @pytest.mark.parametrize("query", ["scale=abc", "scale=3", "format=", "format=gif"])
@@ -160,9 +167,16 @@ def test_restore_is_gated_by_api_keys_and_answers_in_the_error_shape(tmp_path):
 
 
 def test_restore_maps_a_full_queue_to_429_with_retry_after():
-    from test_service_restore import group_photo
-
-    busy = ApiError(429, "queue_full", "no room for 3 faces", "rejected_429", {"Retry-After": "2"})
+    busy = QueueFull("no room for 3 faces", retry_after_s=2)
     response = client_for(ScriptedBroker(busy)).post("/restore", content=png_bytes(group_photo()))
     assert response.status_code == 429 and response.headers["retry-after"] == "2"
     assert response.json()["error"] == "queue_full" and response.headers["x-request-id"]
+
+
+def test_every_queue_error_has_an_http_answer():
+    from service.http.errors import to_api_error
+
+    examples = {QueueFull: QueueFull("full", retry_after_s=2)}
+    for kind in QueueError.__subclasses__():
+        answer = to_api_error(examples.get(kind) or kind("why"))
+        assert answer.status >= 400 and answer.code and answer.outcome != "ok"

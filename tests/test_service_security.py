@@ -18,8 +18,8 @@ from service_helpers import (
     wait_until,
 )
 
-from service.auth import hash_key
-from service.protocol import acl_rule
+from service.http.auth import hash_key
+from service.queue.protocol import acl_rule
 
 PASSWORD = "a-long-random-password-for-the-test"
 API_KEY = "an-api-key-for-the-test"

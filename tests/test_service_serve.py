@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
 
-from service.images import decode_image
-from service.inference import load_runners, upscale
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import decode_image
+from service.core.inference import load_runners, upscale
 
 RELEASE_MANIFEST = REPO / "model" / "release" / "manifest.json"
 
@@ -32,7 +33,8 @@ def port_open(port: int) -> bool:
 def test_serve_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     manifest = build_fixture_release(tmp_path / "release")
     api_port, worker_port = free_port(), free_port()
-    env = {"PORTRAITSR_MANIFEST_PATH": str(manifest), "PORTRAITSR_WORKER_METRICS_PORT": str(worker_port)}
+    env = {"PORTRAITSR_MANIFEST_PATH": str(manifest), "PORTRAITSR_WORKER_METRICS_PORT": str(worker_port),
+           "PORTRAITSR_REDIS_DIR": str(tmp_path / "redis")}
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -89,7 +91,7 @@ def test_serve_with_a_redis_url_uses_that_redis(tmp_path):
 @pytest.mark.skipif(not RELEASE_MANIFEST.is_file(), reason="no shipped release yet (model/release/manifest.json)")
 def test_service_serves_the_shipped_release(tmp_path):
     specs = load_manifest(RELEASE_MANIFEST)
-    runners = load_runners(specs, "cpu", 1)
+    runners = load_runners(specs, REFERENCE.with_threads(1))
     cluster = Cluster(tmp_path, RELEASE_MANIFEST, job_deadline_s=120, claim_idle_ms=30000)
     try:
         cluster.start_redis()
@@ -113,7 +115,8 @@ def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(t
     manifest = build_fixture_release(tmp_path / "release")
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}
-    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()))
+    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()),
+               PORTRAITSR_REDIS_DIR=str(tmp_path / "redis"))
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

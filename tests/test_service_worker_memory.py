@@ -9,7 +9,7 @@ import httpx
 import pytest
 from service_helpers import Cluster, build_fixture_release, face_like, png_bytes, wait_until
 
-from service.worker import split_size
+from service.queue.worker import split_size
 
 
 def rss_mib(pid: int) -> float:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from training_cache import write_generated_cache
 
 from portraitsr.cli import main as portraitsr_main
 from training.checkpoint import average_checkpoints, load_checkpoint, network_from_checkpoint
 from training.config import load_train_config, train_config_from_dict
+from training.data.synthetic import write_generated_cache
 from training.sampling import ResumableSampler
 from training.trainer import NonFiniteTrainingError, Trainer
 
@@ -78,6 +78,26 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(cache, tmp_path):
     # ... and the weights did move from the checkpoint: the comparison is not between two copies of it.
     halfway_state = load_checkpoint(halfway)["model"]
     assert any(not torch.equal(halfway_state[name], tensor) for name, tensor in straight_state.items())
+
+
+def test_degraded_training_in_a_worker_resumes_exactly_and_validates_on_the_table(cache, tmp_path):
+    degraded = {"degradation": {"enabled": True, "clean_share": 0.0}, "num_workers": 1, "val_inputs": "benchmark"}
+
+    def config(run: str) -> dict:
+        raw = tiny_config(cache, tmp_path / run, val_every=4)
+        raw["data"] |= degraded
+        return raw
+
+    straight = Trainer(train_config_from_dict(config("straight")))
+    straight.fit()
+    resumed = Trainer(train_config_from_dict(config("resumed")))
+    resumed.fit(resume=tmp_path / "straight" / "step-0000002.pt")
+    for name, tensor in straight.net.state_dict().items():
+        assert torch.equal(tensor, resumed.net.state_dict()[name]), name
+    saved = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert saved["train_config"]["data"]["degradation"]["enabled"] is True  # the manifest's source
+    val_rows = (tmp_path / "straight" / "val.csv").read_text().splitlines()
+    assert len(val_rows) == 2  # header + the validation at step 4, on table-degraded faces
 
 
 def test_init_from_starts_a_fresh_run_from_the_checkpoint_weights(cache, tmp_path):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_cache import write_generated_cache
 
 from portraitsr.cli import main as portraitsr_main
 from training.data.cache import TrainingCache
@@ -24,6 +23,7 @@ from training.data.pack import (
     unpack,
     write_pack,
 )
+from training.data.synthetic import write_generated_cache
 from training.metrics import psnr_y
 
 BIG = 64 * 2**20

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_images import png_bytes, synthetic_face
 from PIL import Image
-from service_helpers import REPO, build_fixture_release
+from service_helpers import REPO, build_fixture_release, png_bytes
 
-from service.compare_strip import StripLayout
-from service.images import compose_output, decode_image, sr_to_uint8, to_model_input
-from service.inference import ModelRunner
-from service.manifest import load_manifest
+from portraitsr.manifest import load_manifest
+from portraitsr.runtimes import REFERENCE
+from service.core.images import compose_output, decode_image, sr_to_uint8, to_model_input
+from service.core.inference import ModelRunner
+from service.files.compare_strip import StripLayout
+from training.data.synthetic import synthetic_face
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def manifest(tmp_path_factory) -> Path:
 
 
 def run_upscale(*args: str | Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "portraitsr.cli", "upscale", *map(str, args), "--no-progress", "--threads", "1"]
+    command = [sys.executable, "-m", "portraitsr.cli", "upscale", *map(str, args), "--no-progress", "--threads", "1",
+               "--runtime", "onnxruntime"]  # the reference runtime: outputs are compared with it
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
@@ -36,7 +38,7 @@ def reference_output(manifest: Path, scale: int, image_path: Path) -> np.ndarray
     """The fixture model run on one image alone, as uint8 H×W×3."""
     spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
     decoded = decode_image(image_path.read_bytes())
-    sr = ModelRunner(spec, preference="cpu", intra_op_threads=1).run(to_model_input(decoded.rgb))[0]
+    sr = ModelRunner(spec, REFERENCE.with_threads(1)).run(to_model_input(decoded.rgb))[0]
     return np.asarray(compose_output(sr_to_uint8(sr), decoded.alpha))
 
 

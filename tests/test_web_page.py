@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from face_images import png_bytes, synthetic_face
 from PIL import Image
-from service_helpers import REPO, Cluster, build_fixture_release, http_status, wait_until
+from service_helpers import REPO, Cluster, build_fixture_release, http_status, png_bytes, wait_until
 
-from service.auth import hash_key
+from service.http.auth import hash_key
+from training.data.synthetic import synthetic_face
 
 pytestmark = pytest.mark.browser
 

@@ -1,21 +1,23 @@
 """Typed training configuration (`TrainConfig`), loaded from YAML files in `training/configs/`.
 
-A YAML file mirrors the dataclasses below; keys it leaves out keep their defaults, unknown keys
-are an error (a typo must not silently fall back to a default). Command-line overrides use
-dotted paths, e.g. ``optim.lr=5e-4`` or ``schedule.max_steps=100``.
+A YAML file mirrors the dataclasses below (read by :mod:`portraitsr.config_loading`): keys it
+leaves out keep their defaults, unknown keys are an error (a typo must not silently fall back to a
+default). Command-line overrides use dotted paths, e.g. ``optim.lr=5e-4`` or ``schedule.max_steps=100``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from portraitsr.config_loading import from_mapping, read_yaml
+from training.degradations.config import DegradationConfig
+
+VAL_INPUTS = ("bicubic", "benchmark")  # training.validation: the cache's LR, or the degradation table
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -27,6 +29,16 @@ class DataConfig:
     val_images: int = 100  # held-out images scored at each validation (0 = the whole split)
     # dataset name -> copies of each of its training images per epoch (e.g. {celebamask-hq: 4})
     oversample: dict[str, int] = field(default_factory=dict)
+    # Real-world inputs: LR faces made on the fly from HR by a random, seeded degradation pipeline
+    # (training/degradations, docs/degradations.md) instead of the cache's bicubic LR.
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    # The held-out faces validation scores: "bicubic" (the cache's LR, the paper's protocol) or
+    # "benchmark" (each face through one row of the fixed degradation table, in rotation).
+    val_inputs: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        if self.val_inputs not in VAL_INPUTS:
+            raise ValueError(f"data.val_inputs must be one of {VAL_INPUTS}, not {self.val_inputs!r}")
 
 
 @dataclass
@@ -118,14 +130,14 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 
 def load_train_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    raw = yaml.safe_load(resolve_config_path(name_or_path).read_text()) or {}
+    raw = read_yaml(resolve_config_path(name_or_path))
     for override in overrides or []:
         _apply_override(raw, override)
     return train_config_from_dict(raw)
 
 
 def train_config_from_dict(raw: dict[str, Any]) -> TrainConfig:
-    return _build(TrainConfig, raw, "")
+    return from_mapping(TrainConfig, raw)
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:
@@ -138,51 +150,3 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     for parent in parents:
         node = node.setdefault(parent, {})
     node[leaf] = yaml.safe_load(value)
-
-
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where or 'config'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{where or 'config'}: unknown keys {sorted(unknown)}")
-    values = {}
-    for name, value in raw.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{where}{name}.")
-        else:
-            values[name] = _coerce(hint, value, f"{where}{name}")
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """YAML reads 2e-4 as a string and lists where tuples are meant; bring values to the declared type."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _coerce(inner[0], value, where)
-    if hint is float:
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or float(value) != int(float(value)):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        return int(float(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is str:
-        return str(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        key_type, value_type = typing.get_args(hint)
-        return {_coerce(key_type, k, where): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        return tuple(_coerce(arg, item, where) for arg, item in zip(typing.get_args(hint), value, strict=True))
-    return value

@@ -27,6 +27,7 @@ from portraitsr.release import (
     to_model_input,
     to_uint8,
 )
+from portraitsr.runtimes import REFERENCE, RuntimeRequest
 from training.data.cache import TrainingCache
 from training.data.degrade import bicubic_downsample
 from training.metrics import lpips, psnr_y, ssim_y
@@ -69,10 +70,14 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
 
 
 class OnnxUpscaler:
-    """An exported model through ONNX Runtime (CPU), run exactly as the service runs it."""
+    """An exported model, run exactly as the service runs it on ``runtime`` (default: the reference,
+    ONNX Runtime fp32 on the CPU, so that scores do not depend on the machine)."""
 
-    def __init__(self, path: str | Path, scale: int, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> None:
-        self.model = ReleaseModel(path, scale, input_name=input_name, output_name=output_name)
+    def __init__(
+        self, path: str | Path, scale: int, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME,
+        runtime: RuntimeRequest = REFERENCE,
+    ) -> None:
+        self.model = ReleaseModel(path, scale, input_name=input_name, output_name=output_name, runtime=runtime)
         self.scale = scale
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:

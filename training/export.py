@@ -1,5 +1,9 @@
 """Checkpoint → release: ONNX file, parity check against PyTorch, manifest entry, fine-tuning checkpoint.
 
+Two parity checks: ONNX Runtime against PyTorch on random inputs (``parity``), and every runtime
+the service may pick against ONNX Runtime fp32 on real faces (``runtime_parity``,
+:mod:`training.runtime_parity`).
+
 The manifest (`model/release/manifest.json`, design.md §3) holds one model per scale — the
 service serves one per scale — so an export replaces the entry with the same name or scale.
 """
@@ -19,8 +23,11 @@ import torch
 
 from model.export import SRPath, export_onnx
 from model.network import PortraitSR
-from portraitsr.release import INPUT_NAME, OUTPUT_NAME, open_session, sha256_of
+from portraitsr.manifest import MANIFEST_NAME, ModelVariant, model_entry, update_manifest
+from portraitsr.release import INPUT_NAME, OUTPUT_NAME
+from portraitsr.runtimes import onnxruntime_session
 from training.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint, slim_checkpoint
+from training.runtime_parity import check_runtimes
 
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parent.parent / "model" / "release"
 PARITY_TOLERANCE = 1e-4
@@ -51,7 +58,7 @@ def check_parity(
     flip_ensemble: bool = False,
 ) -> ParityResult:
     """Max |ONNX Runtime − PyTorch| of the SR output over random inputs of several batch and spatial sizes."""
-    session = open_session(onnx_path)
+    session = onnxruntime_session(onnx_path)
     reference = SRPath(net, flip_ensemble).eval()
     generator = torch.Generator().manual_seed(seed)
     cases = []
@@ -84,23 +91,20 @@ def manifest_entry(
     finetune_path: Path | None,
     metrics: dict[str, Any] | None,
     flip_ensemble: bool = False,
+    runtime_parity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = checkpoint["model_config"]
     train_config = checkpoint.get("train_config", {})
     net_parameters = sum(value.numel() for value in checkpoint["model"].values())
-    entry: dict[str, Any] = {
-        "name": name,
-        "scale": int(config["scale"]),
-        "onnx": onnx_path.relative_to(release_dir).as_posix(),
-        "sha256": sha256_of(onnx_path),
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-        "input_range": [0.0, 1.0],
-        "layout": "NCHW float32 RGB",
-        "model_config": config,
-        "flip_ensemble": flip_ensemble,  # the ONNX averages the face and its mirror image (model/export.py)
-        "parameters_in_checkpoint": int(net_parameters),
-        "training": {
+    variant, degradation = trained_variant(train_config)
+    entry = model_entry(
+        name, int(config["scale"]), onnx_path, release_dir, variant,
+        input_range=[0.0, 1.0],
+        layout="NCHW float32 RGB",
+        model_config=config,
+        flip_ensemble=flip_ensemble,  # the ONNX averages the face and its mirror image (model/export.py)
+        parameters_in_checkpoint=int(net_parameters),
+        training={
             "config": train_config.get("name"),
             "steps": checkpoint.get("step"),
             "batch_size": train_config.get("schedule", {}).get("batch_size"),
@@ -120,11 +124,14 @@ def manifest_entry(
                 1,
             ),
         },
-        "parity": {"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
-        "licence": weights_licence(checkpoint),
-        "exported_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "exported_with": {"torch": torch.__version__, "python": platform.python_version()},
-    }
+        parity={"max_abs_diff": parity.max_abs_diff, "tolerance": PARITY_TOLERANCE, "cases": parity.cases},
+        runtime_parity=runtime_parity,
+        licence=weights_licence(checkpoint),
+        exported_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        exported_with={"torch": torch.__version__, "python": platform.python_version()},
+    )
+    if degradation is not None:
+        entry["degradation"] = degradation  # the settings of training/degradations it trained with
     if finetune_path is not None:
         entry["checkpoint"] = finetune_path.relative_to(release_dir).as_posix()
     if metrics is not None:
@@ -132,23 +139,12 @@ def manifest_entry(
     return entry
 
 
-def update_manifest(manifest_path: Path, entry: dict[str, Any]) -> list[str]:
-    """Insert `entry`, replacing any entry with its name or scale; returns the names it replaced."""
-    document: dict[str, Any] = {"models": []}
-    if manifest_path.exists():
-        document = json.loads(manifest_path.read_text())
-    kept, replaced = [], []
-    for existing in document.get("models", []):
-        if existing.get("name") == entry["name"] or int(existing.get("scale", 0)) == entry["scale"]:
-            replaced.append(existing.get("name"))
-        else:
-            kept.append(existing)
-    document["models"] = sorted([*kept, entry], key=lambda model: int(model["scale"]))
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = manifest_path.with_name(manifest_path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    temporary.replace(manifest_path)
-    return replaced
+def trained_variant(train_config: dict[str, Any]) -> tuple[ModelVariant, dict[str, Any] | None]:
+    """``real`` with its degradation settings when the last stage trained on degraded faces, else ``clean``."""
+    degradation = (train_config.get("data") or {}).get("degradation") or {}
+    if degradation.get("enabled"):
+        return ModelVariant.REAL, degradation
+    return ModelVariant.CLEAN, None
 
 
 def summarize_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -171,8 +167,9 @@ def export_release(
 ) -> dict[str, Any]:
     """Export `checkpoint_path` as `<release_dir>/<name>.onnx` (+ `<name>.pt`) and its manifest entry.
 
-    Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`; nothing is written to
-    the manifest then. `reuse_onnx` keeps an existing `<name>.onnx` (e.g. the very file that was
+    Raises if ONNX Runtime and PyTorch disagree by more than `tolerance`, or another runtime the
+    service may pick disagrees with ONNX Runtime (training/runtime_parity.py); nothing is written
+    to the manifest then. `reuse_onnx` keeps an existing `<name>.onnx` (e.g. the very file that was
     evaluated) instead of exporting again; the parity check still runs on it.
     """
     release_dir = Path(release_dir)
@@ -184,6 +181,7 @@ def export_release(
     parity = check_parity(net, onnx_path, flip_ensemble=flip_ensemble)
     if not parity.passed(tolerance):
         raise ValueError(f"ONNX Runtime differs from PyTorch by {parity.max_abs_diff:.3g} > {tolerance:g}: {parity.cases}")
+    runtime_parity = check_runtimes(onnx_path, net.config.scale)
     finetune_path = None
     if write_finetune_checkpoint:
         finetune_path = release_dir / f"{name}.pt"
@@ -193,7 +191,9 @@ def export_release(
     metrics = None
     if evaluation_json is not None:
         metrics = summarize_evaluation(json.loads(Path(evaluation_json).read_text()))
-    entry = manifest_entry(name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble)
+    entry = manifest_entry(
+        name, onnx_path, release_dir, checkpoint, parity, finetune_path, metrics, flip_ensemble, runtime_parity
+    )
     if write_manifest:
-        entry["replaced"] = update_manifest(release_dir / "manifest.json", entry)
+        entry["replaced"] = update_manifest(release_dir / MANIFEST_NAME, entry)
     return entry

@@ -1,4 +1,4 @@
-"""MTCNN P/R/O-Net → ONNX for the service's face detector (``service/face_detector.py``).
+"""MTCNN P/R/O-Net → ONNX for the service's face detector (``service/faces/detector.py``).
 
 The weights are the MIT-licensed state dicts shipped inside the ``facenet-pytorch`` wheel
 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, converted by Tim Esler from the MTCNN authors'
@@ -175,9 +175,9 @@ def export_net(name: str, net: nn.Module, path: Path) -> None:
 
 def max_parity_error(name: str, net: nn.Module, onnx_path: Path) -> float:
     """The largest absolute difference between PyTorch and ONNX Runtime outputs on the fixed inputs."""
-    from portraitsr.release import open_session
+    from portraitsr.runtimes import onnxruntime_session
 
-    session = open_session(onnx_path)
+    session = onnxruntime_session(onnx_path)
     worst = 0.0
     for batch in fixed_inputs(name):
         with torch.no_grad():

@@ -181,6 +181,7 @@ class Trainer:
             scale=self.model_config.scale,
             augment=self.config.data.augment,
             oversample=self.config.data.oversample,
+            degradation=self.config.data.degradation,
         )
         self.data_summary = summarize_cache(self.config.data.cache_dir)
         sampler = ResumableSampler(
@@ -397,7 +398,13 @@ class Trainer:
     def _validate_and_keep_best(self, log: RunLog | None) -> dict[str, str]:
         result: dict[str, float] = {}
         if self.context.is_main:
-            result = validate(self.net, self.config.data.cache_dir, self.model_config.scale, self.config.data.val_images)
+            result = validate(
+                self.net,
+                self.config.data.cache_dir,
+                self.model_config.scale,
+                self.config.data.val_images,
+                inputs=self.config.data.val_inputs,
+            )
             if log is not None:
                 log.write("val", {"step": self.step} | result)
         result = broadcast_object(result, self.context)

@@ -1,0 +1,1 @@
+"""The service's ``portraitsr`` subcommands: api, worker, serve, upscale, restore, hash-key."""

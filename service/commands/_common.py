@@ -27,21 +27,48 @@ def add_file_arguments(parser: argparse.ArgumentParser, input_metavar: str, defa
 
 
 def add_in_process_model_arguments(parser: argparse.ArgumentParser, batch_help: str) -> None:
-    """How `upscale` and `restore` run the shipped models in-process (ONNX Runtime)."""
+    """How `upscale` and `restore` run the shipped models in-process (docs/service.md, "Runtimes")."""
     from pathlib import Path
 
     parser.add_argument("--batch-size", type=int, default=8, help=f"{batch_help} (default: 8)")
     parser.add_argument("--manifest", type=Path, default=None, help="release manifest (default: model/release/manifest.json)")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="ONNX Runtime device (default: auto)")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads; 0 = all cores (default)")
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto",
+                        help="inference runtime (default: auto: ONNX Runtime on a CUDA GPU, else OpenVINO)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="default: auto: bf16 on CPUs with AVX-512 BF16 or AMX (OpenVINO), else fp32")
+    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="device (default: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores (default)")
+
+
+def open_runner(args: argparse.Namespace, spec):
+    """``(runner, runtime request)`` of the in-process model arguments; None (after saying why) when the
+    runtime asked for cannot run here."""
+    import sys
+
+    from portraitsr.runtimes import RuntimeRequest, RuntimeUnavailable, default_cache_dir
+    from service.core.inference import ModelRunner
+
+    request = RuntimeRequest(args.runtime, args.precision, args.provider, args.threads, cache_dir=default_cache_dir())
+    try:
+        runner = ModelRunner(spec, request)
+    except RuntimeUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    if runner.fallback_reason:
+        print(f"note: {runner.fallback_reason}", file=sys.stderr)
+    return runner, request
 
 
 def settings_from_args(args: argparse.Namespace, **overrides):
-    from service.settings import load_settings
+    """The settings, or exit with what is wrong in them (e.g. a runtime that is not installed)."""
+    from pydantic import ValidationError
 
-    return load_settings(
-        args.config, redis_url=args.redis_url, manifest_path=args.manifest_path, **overrides
-    )
+    from service.core.settings import load_settings
+
+    try:
+        return load_settings(args.config, redis_url=args.redis_url, manifest_path=args.manifest_path, **overrides)
+    except ValidationError as error:
+        raise SystemExit(f"error: invalid settings: {error}") from None
 
 
 def configure_logging(level: str) -> None:
@@ -56,7 +83,7 @@ def collect_or_report(args: argparse.Namespace):
     None (after saying why) when there is nothing to do."""
     import sys
 
-    from service.upscale_files import UpscaleReport, collect_inputs
+    from service.files.upscale import UpscaleReport, collect_inputs
 
     report = UpscaleReport()
     inputs = collect_inputs(args.inputs, report)
@@ -73,8 +100,8 @@ def release_spec(args: argparse.Namespace):
     saying why) when the manifest is unreadable or has no model of that scale."""
     import sys
 
-    from service.manifest import ManifestError, load_manifest
-    from service.settings import DEFAULT_MANIFEST
+    from portraitsr.manifest import ManifestError, load_manifest
+    from service.core.settings import DEFAULT_MANIFEST
 
     manifest_path = args.manifest or DEFAULT_MANIFEST
     try:
@@ -118,7 +145,7 @@ def run_remote(args: argparse.Namespace, endpoint: str, describe) -> int:
     import os
     import sys
 
-    from service.remote_files import RemoteOptions, send_files
+    from service.files.remote import RemoteOptions, send_files
 
     if args.concurrency < 1 or args.max_retries < 0:
         print("error: --concurrency must be at least 1, --max-retries at least 0", file=sys.stderr)

@@ -18,17 +18,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api import create_app
-    from service.http_server import HttpLimits, hardened_protocol
+    from service.core.settings import effective_api_drain_s
+    from service.http.app import create_app
+    from service.http.limits import DrainingServer, HttpLimits, hardened_protocol
 
     configure_logging(args.log_level)
     settings = settings_from_args(args, api_host=args.api_host, api_port=args.api_port)
     limits = HttpLimits(
         settings.http_header_timeout_s, settings.http_body_timeout_s, settings.http_max_header_bytes, settings.http_max_connections
     )
-    uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, http=hardened_protocol(limits),
+    app, drain_s = create_app(settings), effective_api_drain_s(settings)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, http=hardened_protocol(limits),
         h11_max_incomplete_event_size=settings.http_max_header_bytes + 1024,  # ours answers 431 first
-        log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=int(settings.job_deadline_s) + 1,
+        log_level=args.log_level.lower(), access_log=False, timeout_graceful_shutdown=drain_s + 1,
     )
+    DrainingServer(config, app.state.broker.release_waiting, drain_s).run()
     return 0

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.auth import hash_key
+    from service.http.auth import hash_key
 
     if args.new:
         key = secrets.token_urlsafe(32)

@@ -22,10 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-output-side", type=int, default=4096, metavar="PIXELS",
         help="refuse photos whose output would have a longer side, as the API does (default: 4096)",
     )
-    parser.add_argument("--min-inter-ocular", type=float, default=2.0, metavar="PIXELS",
-                        help="faces with eyes closer than this stay as the upscaled photo (default: 2)")
-    parser.add_argument("--min-score", type=float, default=0.9, metavar="SCORE",
-                        help="detections scoring lower stay as the upscaled photo (default: 0.9)")
+    # Defaults None: the API's (ServiceSettings.restore_min_*), read when the command runs.
+    parser.add_argument("--min-inter-ocular", type=float, default=None, metavar="PIXELS",
+                        help="faces with eyes closer than this stay as the upscaled photo (default: as the API)")
+    parser.add_argument("--min-score", type=float, default=None, metavar="SCORE",
+                        help="detections scoring lower stay as the upscaled photo (default: as the API)")
     add_remote_arguments(parser)
 
 
@@ -38,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
         from service.commands._common import run_remote
 
         return run_remote(args, "restore", describe_answer)
-    from service.commands._common import collect_or_report, finish, release_spec
-    from service.face_detector import FaceDetector
-    from service.images import ImageLimits
-    from service.inference import ModelRunner
-    from service.photo_restore import RestorePolicy
-    from service.restore_files import RestoreOptions, describe, restore_files
+    import dataclasses
+
+    from service.commands._common import collect_or_report, finish, open_runner, release_spec
+    from service.core.images import ImageLimits
+    from service.faces.detector import FaceDetector
+    from service.faces.restoration import RestorePolicy
+    from service.files.restore import RestoreOptions, describe, restore_files
 
     if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:
         print("error: --batch-size and --max-output-side must be at least 1, --threads at least 0", file=sys.stderr)
@@ -55,13 +57,19 @@ def run(args: argparse.Namespace) -> int:
     inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    runner = ModelRunner(spec, preference=args.provider, intra_op_threads=args.threads)
+    opened = open_runner(args, spec)
+    if opened is None:
+        return EXIT_USAGE
+    runner, request = opened
+    given = {"min_inter_ocular": args.min_inter_ocular, "min_score": args.min_score}  # None: the API's default
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
         limits=ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=max_side**2, max_side=max_side,
                            too_large_hint=" (see --max-output-side)"),
-        policy=RestorePolicy(min_inter_ocular=args.min_inter_ocular, min_score=args.min_score),
+        policy=RestorePolicy(**{name: value for name, value in given.items() if value is not None}),
     )
-    restore_files(inputs, runner, FaceDetector(), options, report,
+    # The detector as the API runs it: on the CPU, one thread, the runtime and precision asked for.
+    detector = FaceDetector(runtime=dataclasses.replace(request, device="cpu", threads=1))
+    restore_files(inputs, runner, detector, options, report,
                   on_result=lambda item, plans: print(f"{item.path}: {describe(plans)}"))
-    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
+    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.runtime} {runner.precision})")

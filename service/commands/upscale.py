@@ -42,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, "upscale", lambda answer: f"batch of {answer.headers.get('x-batch-size', '?')}")
     from tqdm import tqdm
 
-    from service.commands._common import collect_or_report, finish, release_spec
-    from service.images import ImageLimits
-    from service.inference import ModelRunner
-    from service.upscale_files import UpscaleOptions, upscale_files
+    from service.commands._common import collect_or_report, finish, open_runner, release_spec
+    from service.core.images import ImageLimits
+    from service.files.upscale import UpscaleOptions, upscale_files
 
     if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
         print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
@@ -57,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    runner = ModelRunner(spec, preference=args.provider, intra_op_threads=args.threads)
-    if runner.fallback_reason:
-        print(f"note: {runner.fallback_reason}", file=sys.stderr)
+    opened = open_runner(args, spec)
+    if opened is None:
+        return EXIT_USAGE
+    runner, _ = opened
     options = UpscaleOptions(
         output_dir=args.output,
         output_format=args.output_format,
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             on_progress=progress.update,
         )
 
-    status = finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.provider})")
+    status = finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.runtime} {runner.precision})")
     if report.ignored:
         print(f"ignored {len(report.ignored)} file(s) without an image extension in the input folders", file=sys.stderr)
     return status

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.worker import run_worker
+    from service.queue.worker import run_worker
 
     configure_logging(args.log_level)
     return run_worker(settings_from_args(args, worker_metrics_port=args.worker_metrics_port))

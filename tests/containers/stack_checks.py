@@ -3,7 +3,9 @@ it runs on the host, outside the project's virtualenv.
 
 Through the published ports: /readyz, POST /upscale at x4 and x8, Prometheus' targets. Through the
 engine's CLI: `--scale worker=2` serving from both replicas, kill -9 of a worker holding jobs under
-load, non-root users and passing HEALTHCHECKs, and the images under k8s/'s securityContext. Names
+load, faults under load (`docker kill` of Redis and its start, `compose restart api`, `compose stop
+worker` for 20 s), non-root users and passing HEALTHCHECKs, and the images under k8s/'s
+securityContext. Names
 the service reads from its settings (ports, stream, consumer group, Redis URL) are read inside the
 images, never repeated here.
 
@@ -127,7 +129,7 @@ class Stack:
 # Run inside a worker container: its own /metrics, on the port its settings use.
 WORKER_METRICS = """
 import urllib.request
-from service.settings import ServiceSettings
+from service.core.settings import ServiceSettings
 port = ServiceSettings().worker_metrics_port
 print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
 """
@@ -136,8 +138,8 @@ print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read
 # file of its ACL user when the deployment sets one).
 CONNECT = """
 import redis
-from service.protocol import password_file_credentials
-from service.settings import ServiceSettings
+from service.queue.protocol import password_file_credentials
+from service.core.settings import ServiceSettings
 settings = ServiceSettings()
 url, secret = settings.redis_url or "redis://127.0.0.1:6379/0", {}
 if settings.redis_password_file is not None:
@@ -179,10 +181,15 @@ def metric_value(text: str, sample: str) -> float:
 
 
 # Checks ------------------------------------------------------------------------------------------
-def check_ready(api: str) -> None:
+def check_ready(api: str) -> list[str]:
+    """Ready, and the CPU worker runs its models on OpenVINO (bf16 where the CPU has it); what it runs on."""
     status, body = http(f"{api}/readyz", timeout=10)
     require(status == 200, f"GET /readyz -> {status}: {body[:300]!r}")
-    log("GET /readyz 200")
+    models = [model for worker in json.loads(body)["workers"] for model in worker["models"]]
+    runs_on = sorted({f"{model['runtime']} {model['precision']}" for model in models})
+    require(models and all(model["runtime"] == "openvino" for model in models), f"worker-cpu runs {runs_on}, not OpenVINO")
+    log(f"GET /readyz 200: the worker runs {', '.join(runs_on)}")
+    return runs_on
 
 
 def check_upscale(api: str) -> dict:
@@ -325,6 +332,149 @@ def check_kill_under_load(stack: Stack, api: str) -> dict:
     return {"requests": len(results), "orphaned": orphaned}
 
 
+# Faults under load --------------------------------------------------------------------------------
+class Answer:
+    def __init__(self, began: float, ended: float, status: int, body: bytes):
+        self.began, self.ended, self.status = began, ended, status
+        self.error, self.detail = "", ""
+        if status != 200:
+            try:
+                parsed = json.loads(body)
+                self.error, self.detail = parsed.get("error", ""), parsed.get("detail", "")
+            except ValueError:
+                self.detail = body[:200].decode(errors="replace")
+
+    @property
+    def refused_at_submission(self) -> bool:
+        """Never accepted: 429, or a 503 for a Redis unreachable when the job was to be queued.
+        (Status 0, no HTTP answer, may be a request accepted and then lost: not counted here.)"""
+        return self.status == 429 or (self.status == 503 and self.detail.startswith("the job queue is unreachable:"))
+
+
+class Load:
+    """LOAD_CONCURRENCY clients sending x4 uploads back to back while a fault happens; every answer
+    with when it began and ended (monotonic)."""
+
+    def __init__(self, api: str):
+        self.api, self.image = api, png_bytes(INPUT_SIDE, INPUT_SIDE)
+        self.answers: list[Answer] = []
+        self.lock, self.stopping = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(LOAD_CONCURRENCY)]
+
+    def _client(self) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            status, reply, _ = upscale(self.api, self.image, 4)
+            with self.lock:
+                self.answers.append(Answer(began, time.monotonic(), status, reply))
+            if status != 200:
+                time.sleep(0.2)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def wait_for_ok(self, count: int, after: float = 0.0, limit_s: float = 120) -> None:
+        """Until ``count`` requests that began after ``after`` got 200."""
+        def probe():
+            with self.lock:
+                ok = sum(answer.status == 200 and answer.began >= after for answer in self.answers)
+            return ok >= count, f"{ok} × 200"
+
+        poll(f"{count} answers 200", probe, limit_s=limit_s, interval_s=0.5)
+
+
+def statuses(answers: list[Answer]) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for answer in answers:
+        key = str(answer.status) + (f" {answer.error}" if answer.error else "")
+        counted[key] = counted.get(key, 0) + 1
+    return dict(sorted(counted.items()))
+
+
+def wait_healthy(stack: Stack, service: str, limit_s: float = 180) -> None:
+    def probe():
+        states = [stack.inspect(container)["State"] for container in stack.containers(service)]
+        health = [state.get("Health", {}).get("Status") for state in states]
+        return bool(health) and all(status == "healthy" for status in health), f"health {health}"
+
+    poll(f"{service} healthy", probe, limit_s=limit_s, interval_s=1)
+
+
+def check_redis_kill_under_load(stack: Stack, api: str) -> dict:
+    """`docker kill` of the redis container under load, then `docker start`: 0 accepted jobs lost
+    (AOF everysec, and the API re-submits what a restarted Redis lacks)."""
+    (redis_container,) = stack.containers("redis")
+    with Load(api) as load:
+        load.wait_for_ok(LOAD_CONCURRENCY)
+        killed = time.monotonic()
+        stack.run(stack.docker, "kill", redis_container)  # SIGKILL; the restart policy does not apply to it
+        time.sleep(2)
+        stack.run(stack.docker, "start", redis_container)
+        wait_healthy(stack, "redis")
+        back_s = time.monotonic() - killed
+        load.wait_for_ok(2 * LOAD_CONCURRENCY, after=time.monotonic())
+    accepted = [answer for answer in load.answers if not answer.refused_at_submission]
+    lost = [answer for answer in accepted if answer.status != 200]
+    require(not lost, f"{len(lost)} of {len(accepted)} accepted requests lost around the Redis kill: {statuses(lost)}")
+    log(f"docker kill redis, start after 2 s (healthy after {back_s:.1f} s): {len(accepted)} accepted, 0 lost; "
+        f"all answers {statuses(load.answers)}")
+    return {"requests": len(load.answers), "accepted": len(accepted), "lost": 0, "redis_back_s": round(back_s, 1),
+            "answers": statuses(load.answers)}
+
+
+def check_api_restart_under_load(stack: Stack, api: str) -> dict:
+    """`docker compose restart api` under load: only requests in flight at the restart may fail;
+    requests sent once it answers again all get 200."""
+    with Load(api) as load:
+        load.wait_for_ok(LOAD_CONCURRENCY)
+        restart = time.monotonic()
+        stack.run(*stack.compose, "restart", "api", timeout=120)
+        poll("the API ready again", lambda: (http(f"{api}/readyz", timeout=5)[0] == 200, "not ready"), limit_s=120, interval_s=0.5)
+        ready = time.monotonic()
+        load.wait_for_ok(2 * LOAD_CONCURRENCY, after=ready)
+    in_flight = [a for a in load.answers if a.began < restart < a.ended]
+    while_down = [a for a in load.answers if restart <= a.began < ready]
+    settled = [a for a in load.answers if a.ended <= restart or a.began >= ready]
+    # Sent while the API was down: no connection (status 0), or refused; never accepted then lost.
+    failed_outside = [a for a in settled if a.status != 200] + [
+        a for a in while_down if a.status not in (0, 200) and not a.refused_at_submission]
+    require(not failed_outside, f"requests not in flight at the restart failed: {statuses(failed_outside)}")
+    failed_in_flight = sum(a.status != 200 for a in in_flight)
+    log(f"compose restart api ({ready - restart:.1f} s until ready): in flight {len(in_flight)} "
+        f"({failed_in_flight} failed: {statuses([a for a in in_flight if a.status != 200])}), "
+        f"sent while down {len(while_down)} (refused: {statuses(while_down)}), all others 200")
+    return {"restart_to_ready_s": round(ready - restart, 1), "in_flight": len(in_flight), "in_flight_failed": failed_in_flight,
+            "while_down": statuses(while_down), "answers": statuses(load.answers)}
+
+
+def check_worker_stop_under_load(stack: Stack, api: str, stopped_s: float = 20) -> dict:
+    """`docker compose stop worker` for ``stopped_s`` under load: requests wait, or get 429 or 504;
+    never a 500 (nor any other 5xx)."""
+    with Load(api) as load:
+        load.wait_for_ok(LOAD_CONCURRENCY)
+        stop = time.monotonic()
+        stack.run(*stack.compose, "stop", "worker", timeout=120)
+        stopped = time.monotonic()
+        time.sleep(stopped_s)
+        stack.run(*stack.compose, "start", "worker", timeout=120)
+        wait_healthy(stack, "worker")
+        load.wait_for_ok(2 * LOAD_CONCURRENCY, after=time.monotonic())
+    bad = [a for a in load.answers if a.status not in (200, 429, 504)]
+    require(not bad, f"while the workers were stopped: {statuses(bad)}")
+    waited = [a.ended - a.began for a in load.answers if a.status == 200 and a.began >= stop]
+    log(f"compose stop worker ({stopped - stop:.1f} s to stop) for {stopped_s:.0f} s: {statuses(load.answers)}, "
+        f"longest wait of a 200 {max(waited, default=0):.1f} s")
+    return {"stop_s": round(stopped - stop, 1), "stopped_s": stopped_s, "answers": statuses(load.answers),
+            "longest_200_s": round(max(waited, default=0), 1)}
+
+
 def check_hardened_containers(stack: Stack, project: str) -> None:
     """The api and worker images under k8s/'s securityContext (read-only root filesystem with an
     emptyDir at /tmp, all capabilities dropped, no privilege escalation, the image's numeric user)
@@ -370,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(args.docker, shlex.split(args.compose))
     report: dict = {}
     try:
-        check_ready(args.api)
+        report["runs_on"] = check_ready(args.api)
         report["upscale"] = check_upscale(args.api)
         check_prometheus_targets(args.prometheus, workers=1)
         check_users_and_health(stack, ("api", "worker"))
@@ -378,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         check_users_and_health(stack, ("api", "worker"))
         check_prometheus_targets(args.prometheus, workers=2)
         report["kill"] = check_kill_under_load(stack, args.api)
+        report["redis_kill"] = check_redis_kill_under_load(stack, args.api)
+        report["api_restart"] = check_api_restart_under_load(stack, args.api)
+        report["worker_stop"] = check_worker_stop_under_load(stack, args.api)
         check_hardened_containers(stack, args.project)
     except CheckFailed as error:
         report["failed"] = str(error)

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", default=None, help="pretrained-weights cache (see fetch-weights)")
     parser.add_argument("--device", default="cpu", help="torch device for checkpoints and LPIPS")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--runtime", choices=("onnxruntime", "openvino", "auto"), default="onnxruntime",
+                        help="ONNX models: the runtime (default: onnxruntime, the reference; auto: what the service picks here)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="ONNX models (default: fp32)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         if args.model.suffix.lower() == ".onnx":
             scale = scale or 8
-            upscaler = OnnxUpscaler(args.model, scale)
+            from portraitsr.runtimes import RuntimeRequest
+
+            upscaler = OnnxUpscaler(args.model, scale, runtime=RuntimeRequest(args.runtime, args.precision, "cpu"))
         else:
             upscaler = CheckpointUpscaler(args.model, args.config, args.device)
             if scale is not None and scale != upscaler.scale:
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = evaluate_folder(args.data, scale, upscaler, lpips_net, args.batch_size)
     result["model"] = None if args.model is None else str(args.model)
+    if isinstance(upscaler, OnnxUpscaler):
+        result["runtime"] = f"{upscaler.model.runtime} {upscaler.model.precision}"
     print(format_table(result))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,16 @@
-"""Reading a prepare-data cache: its index and its memory-mapped arrays (the one reader).
+"""A prepare-data cache: its index and its memory-mapped arrays (the one reader, and the index's schema).
 
 The layout (written by ``training.data.prepare``, described in docs/architecture.md):
-``index.json`` holds one entry per image — ``row`` (in the arrays), ``source`` file, ``dataset``,
-``parsing`` source (``mask`` or ``predicted``) and ``split`` (``train``/``val``); ``hr.npy``,
-``parsing.npy`` and ``lr_x{s}.npy`` are uint8 arrays indexed by ``row``.
+``index.json`` holds one entry per image (:func:`index_entry`) — ``row`` (in the arrays),
+``source`` file, ``dataset``, ``parsing`` (a :class:`ParsingSource`) and ``split`` (a
+:class:`Split`); ``hr.npy``, ``parsing.npy`` and ``lr_x{s}.npy`` are uint8 arrays indexed by ``row``.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,29 @@ import numpy as np
 INDEX_FILE = "index.json"
 HR_FILE = "hr.npy"
 PARSING_FILE = "parsing.npy"
-SPLITS = ("train", "val")
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    VAL = "val"  # held out: validation, checkpoint choice, the parser's held-out set
+
+
+class ParsingSource(StrEnum):
+    MASK = "mask"  # from the data set's own segmentation mask
+    PREDICTED = "predicted"  # predicted by the small parser prepare-data trains
+
+
+SPLITS = tuple(split.value for split in Split)
+
+
+def index_entry(row: int, source: str, dataset: str, parsing: ParsingSource, split: Split) -> dict[str, Any]:
+    """One image's entry of ``index.json``."""
+    return {"row": row, "source": source, "dataset": dataset, "parsing": ParsingSource(parsing).value,
+            "split": Split(split).value}
+
+
+def write_index(folder: Path, entries: list[dict[str, Any]]) -> None:
+    (Path(folder) / INDEX_FILE).write_text(json.dumps(entries, indent=0) + "\n")
 
 
 def is_cache(folder: str | Path) -> bool:

@@ -10,6 +10,8 @@ from torch.utils.data import Dataset
 
 from training.data.cache import TrainingCache
 from training.data.parsing import NUM_COMPACT_CLASSES, one_hot
+from training.degradations.config import DegradationConfig
+from training.degradations.pipeline import degrade, validate_config
 
 
 class FaceDataset(Dataset):
@@ -19,6 +21,9 @@ class FaceDataset(Dataset):
     with Pillow bicubic by prepare-data). ``augment`` flips lr, hr and parsing together.
     ``oversample`` maps a dataset name (the index's ``dataset`` field) to how many times each of
     its images appears per epoch, to weight a small, sharp source against a large one.
+    ``degradation`` (when enabled) makes each LR from the (flipped) HR with the random pipeline of
+    training/degradations, drawn from NumPy's global generator — which `SeededSamples` seeds per
+    sample, so the same sample gets the same LR on every run, in any worker.
     """
 
     def __init__(
@@ -29,8 +34,12 @@ class FaceDataset(Dataset):
         augment: bool = False,
         parsing_channels: int = NUM_COMPACT_CLASSES,
         oversample: dict[str, int] | None = None,
+        degradation: DegradationConfig | None = None,
     ) -> None:
         self.cache = TrainingCache(cache_dir)
+        self.degradation = degradation if degradation is not None and degradation.enabled else None
+        if self.degradation is not None:
+            validate_config(self.degradation)
         self.scale = scale
         self.augment = augment
         self.parsing_channels = parsing_channels
@@ -62,6 +71,9 @@ class FaceDataset(Dataset):
         if self.augment and torch.rand(()) < 0.5:
             # Compact classes have no left/right: flipping needs no label swap.
             hr, lr, parsing = hr[:, ::-1], lr[:, ::-1], parsing[:, ::-1]
+        if self.degradation is not None:
+            rng = np.random.default_rng(np.random.randint(0, 2**31, size=2))
+            lr = degrade(np.ascontiguousarray(hr), self.scale, self.degradation, rng)
         return {
             "lr": _to_chw(lr),
             "hr": _to_chw(hr),

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from PIL import Image
+
+from portraitsr.config_loading import check_keys, read_yaml
 
 DEFAULT_FRAMING_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "framing.yaml"
 
@@ -66,7 +67,11 @@ class FramingConfig:
         return FaceFramer(size=self.size, scale=scale, offset=offset, pad_mode=pad_mode)
 
 
-def _landmarks(raw: dict) -> FaceLandmarks:
+LANDMARK_KEYS = ("eye_mid", "inter_ocular", "mouth")
+
+
+def _landmarks(raw: dict, where: str, also: tuple[str, ...]) -> FaceLandmarks:
+    check_keys(raw, (*LANDMARK_KEYS, "provenance", *also), where)
     return FaceLandmarks(
         eye_mid=(float(raw["eye_mid"][0]), float(raw["eye_mid"][1])),
         inter_ocular=float(raw["inter_ocular"]),
@@ -75,10 +80,14 @@ def _landmarks(raw: dict) -> FaceLandmarks:
 
 
 def load_framing_config(path: str | Path | None = None) -> FramingConfig:
-    raw = yaml.safe_load(Path(path or DEFAULT_FRAMING_CONFIG).read_text())
+    # The YAML keeps each preset's numbers, pad mode and provenance side by side, so it is mapped by
+    # hand; its keys are still checked, as every configuration's are.
+    path = Path(path or DEFAULT_FRAMING_CONFIG)
+    raw = read_yaml(path)
+    check_keys(raw, ("size", "target", "presets"), path.name)
     presets = {
         name: FramingPreset(
-            landmarks=_landmarks(entry),
+            landmarks=_landmarks(entry, f"{path.name}: presets.{name}", ("pad_mode",)),
             pad_mode=entry.get("pad_mode", "reflect"),
             provenance=str(entry.get("provenance", "")),
         )
@@ -86,7 +95,7 @@ def load_framing_config(path: str | Path | None = None) -> FramingConfig:
     }
     return FramingConfig(
         size=int(raw["size"]),
-        target=_landmarks(raw["target"]),
+        target=_landmarks(raw["target"], f"{path.name}: target", ("name",)),
         target_provenance=str(raw["target"].get("provenance", "")),
         presets=presets,
     )

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.data.cache import HR_FILE, INDEX_FILE, PARSING_FILE, TrainingCache, lr_file
+from training.data.cache import HR_FILE, INDEX_FILE, PARSING_FILE, TrainingCache, lr_file, write_index
 from training.data.degrade import bicubic_downsample
 from training.metrics import psnr_y
 
@@ -289,7 +289,7 @@ def unpack(pack_dir: str | Path, cache_dir: str | Path) -> Path:
     np.save(partial / PARSING_FILE, parsing)
     for scale in manifest["scales"]:
         np.save(partial / lr_file(scale), np.stack([bicubic_downsample(face, scale) for face in hr]))
-    (partial / INDEX_FILE).write_text(json.dumps(index, indent=0) + "\n")
+    write_index(partial, index)
     partial.rename(cache_dir)
     return cache_dir
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from portraitsr.release import open_session
+from portraitsr.runtimes import onnxruntime_session
 from training.data.parsing import COMPACT_CLASSES, NUM_COMPACT_CLASSES
 from training.data.prepare_config import ParserConfig
 from training.nets.parser import FaceParserUNet
@@ -158,7 +158,7 @@ class ParsingPredictor:
                 self.model, (torch.zeros(1, 3, image_size, image_size),), buffer, input_names=["rgb"],
                 output_names=["logits"], dynamic_axes={"rgb": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
             )
-        self.session = open_session(buffer.getvalue(), intra_op_threads=threads)
+        self.session = onnxruntime_session(buffer.getvalue(), intra_op_threads=threads)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> np.ndarray:

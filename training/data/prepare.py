@@ -21,6 +21,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm import tqdm
 
+from training.data.cache import ParsingSource, Split, index_entry, write_index
 from training.data.celebamask_parts import PartMasks
 from training.data.degrade import bicubic_downsample
 from training.data.framing import FaceFramer, FramingConfig
@@ -100,13 +101,13 @@ def frame_record(record: ImageRecord, framer: FaceFramer, framing: FramingConfig
     return FramedFace(hr, compact_from_celebamask(framed_mask), source_landmarks, celebamask_landmarks(framed_mask))
 
 
-def choose_validation(records: list[ImageRecord], has_mask: list[bool], config: PrepareConfig) -> list[str]:
+def choose_validation(records: list[ImageRecord], has_mask: list[bool], config: PrepareConfig) -> list[Split]:
     """Split per dataset with a fixed seed; a dataset's validation images are drawn among those
     with real masks when it has any (they are also the parser's held-out set). At most half of
     a dataset's candidates become validation images. Images of one person (``split_group``) are
     drawn together, so that no person is in both splits."""
     rng = np.random.default_rng(config.seed)
-    splits = ["train"] * len(records)
+    splits = [Split.TRAIN] * len(records)
     for spec in config.datasets:
         rows = [i for i, record in enumerate(records) if record.dataset == spec.name]
         masked = [i for i in rows if has_mask[i]]
@@ -120,7 +121,7 @@ def choose_validation(records: list[ImageRecord], has_mask: list[bool], config: 
         count = round(count / per_group)  # in groups (= images when every image is its own group)
         for k in rng.choice(np.arange(len(keys)), size=count, replace=False) if count else []:
             for i in groups[keys[int(k)]]:
-                splits[i] = "val"
+                splits[i] = Split.VAL
     return splits
 
 
@@ -333,7 +334,7 @@ def prepare_cache(
     splits = choose_validation(framed.kept, framed.has_mask, config)
 
     masked = np.array(framed.has_mask + [True] * (len(records) - count))  # unused rows need nothing
-    is_val = np.array([split == "val" for split in splits] + [False] * (len(records) - count))
+    is_val = np.array([split == Split.VAL for split in splits] + [False] * (len(records) - count))
     parser_summary: dict = {"used": False}
     if not masked.all():
         parser_summary = _predict_missing_parsing(
@@ -350,16 +351,11 @@ def prepare_cache(
     _compact_rows(partial, ["hr.npy", "parsing.npy", *lr_names], count)
 
     index = [
-        {
-            "row": row,
-            "source": record.relative_path,
-            "dataset": record.dataset,
-            "parsing": "mask" if framed.has_mask[row] else "predicted",
-            "split": splits[row],
-        }
+        index_entry(row, record.relative_path, record.dataset,
+                    ParsingSource.MASK if framed.has_mask[row] else ParsingSource.PREDICTED, splits[row])
         for row, record in enumerate(framed.kept)
     ]
-    (partial / "index.json").write_text(json.dumps(index, indent=0) + "\n")
+    write_index(partial, index)
     by_dataset = Counter((e["dataset"], e["split"], e["parsing"]) for e in index)
     summary = {
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

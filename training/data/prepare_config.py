@@ -1,12 +1,12 @@
-"""Typed configuration of prepare-data, loaded from ``training/configs/prepare_data.yaml``."""
+"""Typed configuration of prepare-data, loaded from ``training/configs/prepare_data.yaml``
+(by :mod:`portraitsr.config_loading`: unknown keys are an error)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from portraitsr.config_loading import from_mapping, read_yaml
 from training.data.sources import DatasetSpec
 
 DEFAULT_PREPARE_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "prepare_data.yaml"
@@ -39,21 +39,6 @@ class PrepareConfig:
     parser: ParserConfig = field(default_factory=ParserConfig)
 
 
-def _known(cls, raw: dict) -> dict:
-    names = {f.name for f in fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
-    return raw
-
-
 def load_prepare_config(path: str | Path | None = None) -> PrepareConfig:
-    raw = yaml.safe_load(Path(path or DEFAULT_PREPARE_CONFIG).read_text())
-    parser_raw = _known(ParserConfig, dict(raw.pop("parser", {}) or {}))
-    if "channels" in parser_raw:
-        parser_raw["channels"] = tuple(parser_raw["channels"])
-    datasets = [DatasetSpec(**_known(DatasetSpec, entry)) for entry in raw.pop("datasets")]
-    raw = _known(PrepareConfig, raw)
-    if "scales" in raw:
-        raw["scales"] = tuple(raw["scales"])
-    return PrepareConfig(datasets=datasets, parser=ParserConfig(**parser_raw), **raw)
+    path = Path(path or DEFAULT_PREPARE_CONFIG)
+    return from_mapping(PrepareConfig, read_yaml(path), f"{path.name}:")
