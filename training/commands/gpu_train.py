@@ -13,7 +13,7 @@ from pathlib import Path
 
 HELP = "one GPU call: train a recipe on a training pack within a deadline, export, check and score it into --out"
 
-GPU_MINUTES, GPU_RESERVE = 9.0, 1.5  # a 10-minute command: a minute spare for start-up and the log
+GPU_MINUTES, GPU_RESERVE = 9.0, 2.0  # a 10-minute command: a minute spare for start-up and the log
 DRY_MINUTES, DRY_RESERVE = 2.0, 0.5  # the tiny model on this CPU
 
 
