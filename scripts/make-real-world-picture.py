@@ -39,7 +39,7 @@ def jpeg_input(side: int) -> tuple[Path, np.ndarray]:
 
 def main() -> int:
     manifest = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "model" / "release" / "manifest.json"
-    specs = {(spec.scale, spec.extra.get("variant", "clean")): spec for spec in load_manifest(manifest)}
+    specs = {(spec.scale, str(spec.variant)): spec for spec in load_manifest(manifest)}
     font = ImageFont.load_default(size=12)
     rows = []
     for scale in (4, 8):
