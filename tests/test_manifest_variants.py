@@ -7,7 +7,14 @@ import json
 import pytest
 from service_helpers import build_fixture_model
 
-from portraitsr.manifest import MANIFEST_NAME, ManifestError, ModelVariant, load_manifest, model_entry, update_manifest
+from portraitsr.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    ModelVariant,
+    load_manifest,
+    model_entry,
+    update_manifest,
+)
 from training.export import trained_variant
 
 

@@ -48,7 +48,7 @@ def post(url: str, data: bytes, **params) -> httpx.Response:
 
 
 def expected_output(runners, data: bytes, scale: int) -> np.ndarray:
-    return np.asarray(upscale(runners[scale], decode_image(data)))
+    return np.asarray(upscale(runners[scale, "clean"], decode_image(data)))
 
 
 @pytest.mark.parametrize(("side", "scale"), [(16, 8), (32, 4)])
