@@ -199,6 +199,10 @@ class JobBroker:
             return math.inf
         return workers * self.settings.job_deadline_s * self.settings.admission_fraction
 
+    def variants(self, scale: int) -> set[ModelVariant]:
+        """The model variants the live workers hold at ``scale`` (empty: no worker has said yet)."""
+        return self.state.variants(scale)
+
     def cost_s(self, scale: int, height: int, width: int) -> float:
         speed = self.state.speed(scale)
         return 0.0 if speed is None else scale * scale * height * width / speed

@@ -115,7 +115,7 @@ async def restore(
         data = await read_image_bytes(request, settings.max_upload_bytes)
         image = await decode_upload(data, restore_limits(settings, scale))
         # One model for all of the photo's faces, decided from the photo's file (JPEG quality) and pixels.
-        variant = await variant_for(model, scale, broker.state.variants(scale), data, image)
+        variant = await variant_for(model, scale, broker.variants(scale), data, image)
         policy = restore_policy(settings)
 
         def detect_and_align() -> list[FacePlan]:

@@ -69,7 +69,7 @@ async def upscale(
         check_parameters(scale, format, model)
         data = await read_image_bytes(request, settings.max_upload_bytes)
         image = await decode_upload(data, limits_for(settings, scale))
-        variant = await variant_for(model, scale, broker.state.variants(scale), data, image)
+        variant = await variant_for(model, scale, broker.variants(scale), data, image)
         reply = await broker.submit(image, scale, time.time() + settings.job_deadline_s, variant)
         record.check_reply(reply)
 
