@@ -68,5 +68,6 @@ def test_pick_variant_resolves_a_choice_against_the_models_there_are():
     assert pick_variant("auto", 4, {ModelVariant.CLEAN}, jpeg, image) is ModelVariant.CLEAN  # no real model yet
     assert pick_variant("real", 4, both, png, image) is ModelVariant.REAL
     assert pick_variant("real", 4, set(), png, image) is ModelVariant.REAL  # not known: the worker decides
+    assert pick_variant("auto", 4, set(), jpeg, image) is ModelVariant.CLEAN  # not known: the model every release has
     with pytest.raises(ModelUnavailable, match=r"no real model at ×8 \(the models at ×8: clean\)"):
         pick_variant("real", 8, {ModelVariant.CLEAN}, png, image)

@@ -102,11 +102,12 @@ def pick_variant(
     rule: AutoRule | None = None,
 ) -> ModelVariant:
     """The variant that runs an upload: ``choice`` (one of :data:`MODEL_CHOICES`) resolved against
-    the variants ``available`` at ``scale`` (empty: not known, nothing is checked).
+    the variants ``available`` at ``scale`` (empty: not known).
 
-    ``clean`` and ``real`` are what they say, or :class:`ModelUnavailable` when that model is not
-    there; ``auto`` asks ``rule`` (from the file's bytes and its pixels, float in [0, 1] or uint8)
-    and falls back to the clean model while the release has no real one.
+    ``clean`` and ``real`` are what they say, or :class:`ModelUnavailable` when ``available`` is
+    known and lacks it; ``auto`` asks ``rule`` (from the file's bytes and its pixels, float in
+    [0, 1] or uint8) and runs the clean model (every release has one) unless the real one is known
+    to be there.
     """
     if choice != AUTO:
         variant = ModelVariant(choice)
@@ -116,4 +117,4 @@ def pick_variant(
         return variant
     pixels = rgb if rgb.dtype == np.uint8 else np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
     chosen = (rule or AutoRule()).choose(file_bytes, pixels, scale)
-    return chosen if not available or chosen in available else ModelVariant.CLEAN
+    return chosen if chosen in available else ModelVariant.CLEAN

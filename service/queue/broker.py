@@ -62,8 +62,11 @@ class FleetState:
         speeds = [worker.speed[scale] for worker in self.warmed if worker.speed.get(scale, 0) > 0]
         return sum(speeds) / len(speeds) if speeds else None
 
+    def scales(self) -> set[int]:
+        return {model.scale for worker in self.warmed for model in worker.models}
+
     def variants(self, scale: int) -> set[ModelVariant]:
-        """The model variants the live workers hold at ``scale`` (empty: no worker has said yet)."""
+        """The model variants the live workers hold at ``scale``."""
         return {ModelVariant(model.variant) for worker in self.warmed for model in worker.models if model.scale == scale}
 
 
@@ -83,6 +86,9 @@ class JobBroker:
         self.slots = asyncio.Semaphore(settings.redis_max_connections)
         self.waiting: dict[str, Waiting] = {}
         self.state = FleetState()
+        # The models the workers held when last seen, per scale: kept through a Redis outage, so
+        # model=auto and model=real are decided as before it.
+        self.models_seen: dict[int, set[ModelVariant]] = {}
         self.run_id: str | None = None
         self.queue_depth = 0
         self.throughput = 0.0  # images/s over all workers, measured
@@ -131,6 +137,8 @@ class JobBroker:
                 depth, completed = await self.fleet.depth_and_completed()
                 reason = None if any(w.warmed for w in workers) else "no worker with warmed models is alive"
                 self.state = FleetState(True, reason, workers)
+                if self.state.warmed:
+                    self.models_seen = {scale: self.state.variants(scale) for scale in self.state.scales()}
                 previous = self._sample_throughput(previous, depth, completed)
                 if self.run_id is not None and run_id != self.run_id:
                     log.warning("Redis restarted (new run id): re-submitting the jobs it lost")
@@ -200,8 +208,8 @@ class JobBroker:
         return workers * self.settings.job_deadline_s * self.settings.admission_fraction
 
     def variants(self, scale: int) -> set[ModelVariant]:
-        """The model variants the live workers hold at ``scale`` (empty: no worker has said yet)."""
-        return self.state.variants(scale)
+        """The model variants the workers held at ``scale`` when last seen (empty: none seen yet)."""
+        return self.models_seen.get(scale, set())
 
     def cost_s(self, scale: int, height: int, width: int) -> float:
         speed = self.state.speed(scale)
