@@ -165,7 +165,7 @@ def runtime_of(args: argparse.Namespace) -> RuntimeRequest:
 
 def raw_runner(manifest: Path, scale: int, runtime: RuntimeRequest) -> ModelRunner:
     """The model the service runs, in this process, on the workers' runtime, precision and threads."""
-    spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale)
+    spec = next(spec for spec in load_manifest(manifest) if spec.scale == scale and spec.variant == "clean")
     return ModelRunner(spec, runtime)
 
 

@@ -22,7 +22,7 @@ def create_app(manifest: Path, runtime):
     from service.core.inference import ModelRunner, upscale
     from service.http.errors import IMAGE_STATUS
 
-    runners = {spec.scale: ModelRunner(spec, runtime) for spec in load_manifest(manifest)}
+    runners = {spec.scale: ModelRunner(spec, runtime) for spec in load_manifest(manifest) if spec.variant == "clean"}
     app = FastAPI(title="PortraitSR naive baseline")
 
     @app.get("/readyz")

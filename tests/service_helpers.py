@@ -76,16 +76,27 @@ def build_fixture_model(path: Path, scale: int, seed: int = 0, heavy_convs: int 
     path.write_bytes(model.SerializeToString())
 
 
-def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), heavy_convs: int = 0) -> Path:
-    """A release folder with one fixture model per scale and its manifest; the manifest path."""
+# The fixture model of each variant: other residual weights, so the pixels tell which one ran.
+FIXTURE_SEEDS = {"clean": 0, "real": 100}
+
+
+def fixture_model_name(scale: int, variant: str = "clean") -> str:
+    return f"fixture-x{scale}" if variant == "clean" else f"fixture-{variant}-x{scale}"
+
+
+def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), heavy_convs: int = 0,
+                          variants: tuple[str, ...] = ("clean",)) -> Path:
+    """A release folder with one fixture model per scale and variant and its manifest; the manifest path."""
     from portraitsr.manifest import MANIFEST_NAME, model_entry, update_manifest
 
     directory.mkdir(parents=True, exist_ok=True)
     manifest = directory / MANIFEST_NAME
-    for scale in scales:
-        onnx_path = directory / f"fixture-x{scale}.onnx"
-        build_fixture_model(onnx_path, scale, heavy_convs=heavy_convs)
-        update_manifest(manifest, model_entry(f"fixture-x{scale}", scale, onnx_path, directory))
+    for variant in variants:
+        for scale in scales:
+            name = fixture_model_name(scale, variant)
+            onnx_path = directory / f"{name}.onnx"
+            build_fixture_model(onnx_path, scale, seed=FIXTURE_SEEDS[variant], heavy_convs=heavy_convs)
+            update_manifest(manifest, model_entry(name, scale, onnx_path, directory, variant=variant))
     return manifest
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from portraitsr.manifest import ModelVariant
-from service.core.input_quality import AutoRule, jpeg_quality, noise_sigma
+from service.core.input_quality import AutoRule, ModelUnavailable, jpeg_quality, noise_sigma, pick_variant
 from training.data.synthetic import synthetic_face
 
 
@@ -57,3 +57,17 @@ def test_auto_sends_a_clean_png_to_clean_and_a_jpeg_or_noisy_face_to_real():
     noisy = np.clip(image + np.random.default_rng(1).normal(0, 15, image.shape), 0, 255).astype(np.uint8)
     assert rule.choose(encoded(noisy, "PNG"), noisy, scale=4) is ModelVariant.REAL
     assert AutoRule(jpeg_quality_max=60).choose(encoded(image, "JPEG", quality=80), image, 4) is ModelVariant.CLEAN
+
+
+def test_pick_variant_resolves_a_choice_against_the_models_there_are():
+    image = face()
+    png, jpeg = encoded(image, "PNG"), encoded(image, "JPEG", quality=60)
+    both = {ModelVariant.CLEAN, ModelVariant.REAL}
+    assert pick_variant("auto", 4, both, png, image) is ModelVariant.CLEAN
+    assert pick_variant("auto", 4, both, jpeg, image / 255.0) is ModelVariant.REAL  # float pixels in [0, 1] too
+    assert pick_variant("auto", 4, {ModelVariant.CLEAN}, jpeg, image) is ModelVariant.CLEAN  # no real model yet
+    assert pick_variant("real", 4, both, png, image) is ModelVariant.REAL
+    assert pick_variant("real", 4, set(), png, image) is ModelVariant.REAL  # not known: the worker decides
+    assert pick_variant("auto", 4, set(), jpeg, image) is ModelVariant.CLEAN  # not known: the model every release has
+    with pytest.raises(ModelUnavailable, match=r"no real model at ×8 \(the models at ×8: clean\)"):
+        pick_variant("real", 8, {ModelVariant.CLEAN}, png, image)

@@ -97,7 +97,8 @@ def test_restore_url_sends_every_file_retries_429_and_bounds_concurrency(fake_se
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("2 of 3 faces restored") == 6
     assert len(fake_service.requests) == 12  # each file: a 429, then the answer
-    assert all(r["path"] == "/restore" and r["query"] == {"scale": ["8"], "format": ["webp"]} for r in fake_service.requests)
+    query = {"scale": ["8"], "format": ["webp"], "model": ["auto"]}  # auto: the service decides
+    assert all(r["path"] == "/restore" and r["query"] == query for r in fake_service.requests)
     assert {r["auth"] for r in fake_service.requests} == {"Bearer s3cret"}
     assert fake_service.most_in_flight <= 2
     for k in range(6):
@@ -109,12 +110,13 @@ def test_upscale_url_reports_the_service_error_and_fails(tmp_path):
     service = FakeService(status=413)
     try:
         result = run_cli("upscale", photos(tmp_path / "in", 1), "-o", tmp_path / "out", "--url", service.url,
-                         "--max-retries", "3")
+                         "--max-retries", "3", "--model", "real")
     finally:
         service.close()
     assert result.returncode == 1
     assert "413 too_many_pixels: the photo is too large" in result.stderr
     assert [r["path"] for r in service.requests] == ["/upscale", "/upscale"] and service.requests[0]["auth"] is None
+    assert service.requests[0]["query"]["model"] == ["real"]
 
 
 def test_429_forever_gives_up_after_the_retries(tmp_path):

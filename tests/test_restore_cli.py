@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import REPO
+from service_helpers import REPO, build_fixture_release
 from test_service_restore import background, bicubic, build_release, group_photo
 
 
@@ -43,3 +43,19 @@ def test_usage_errors(manifest, tmp_path):
     assert run_restore(tmp_path / "missing.png", "-o", tmp_path / "out", "--manifest", manifest).returncode == 2
     Image.fromarray(background(20, 20)).save(tmp_path / "a.png")
     assert run_restore(tmp_path / "a.png", "-o", tmp_path / "out", "--batch-size", "0", "--manifest", manifest).returncode == 2
+
+
+def test_model_auto_picks_the_model_per_photo(tmp_path):
+    release = build_fixture_release(tmp_path / "release", variants=("clean", "real"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(group_photo()).save(inputs / "scan.png")
+    Image.fromarray(group_photo()).save(inputs / "phone.jpg", quality=70)
+    result = run_restore(inputs, "-o", tmp_path / "out", "--scale", "4", "--manifest", release)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert lines[str(inputs / "scan.png")] == "3 faces restored (fixture-x4)"
+    assert lines[str(inputs / "phone.jpg")] == "3 faces restored (fixture-real-x4)"
+    result = run_restore(inputs / "phone.jpg", "-o", tmp_path / "forced", "--scale", "4", "--manifest", release,
+                         "--model", "clean")
+    assert result.returncode == 0 and "(fixture-x4)" in result.stdout

@@ -48,7 +48,7 @@ def post(url: str, data: bytes, **params) -> httpx.Response:
 
 
 def expected_output(runners, data: bytes, scale: int) -> np.ndarray:
-    return np.asarray(upscale(runners[scale], decode_image(data)))
+    return np.asarray(upscale(runners[scale, "clean"], decode_image(data)))
 
 
 @pytest.mark.parametrize(("side", "scale"), [(16, 8), (32, 4)])
@@ -217,7 +217,8 @@ def test_health_metrics_openapi_and_page(cluster):
     operation = schema["paths"]["/upscale"]["post"]
     assert {"multipart/form-data", "application/octet-stream"} <= set(operation["requestBody"]["content"])
     assert {"200", "400", "413", "415", "429", "504"} <= set(operation["responses"])
-    assert {p["name"] for p in operation["parameters"]} == {"scale", "format"}
+    assert {p["name"] for p in operation["parameters"]} == {"scale", "format", "model"}
+    assert "X-Model" in operation["responses"]["200"]["headers"]
     page = httpx.get(f"{cluster.url}/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 

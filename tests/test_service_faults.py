@@ -48,7 +48,7 @@ def pending_of(cluster: Cluster, count: int) -> bool:
 def assert_correct(cluster: Cluster, payloads: list[bytes], responses: list[httpx.Response]) -> None:
     for payload, response in zip(payloads, responses, strict=True):
         assert response.status_code == 200, response.text
-        expected = np.asarray(upscale(cluster.runners[8], decode_image(payload)))
+        expected = np.asarray(upscale(cluster.runners[8, "clean"], decode_image(payload)))
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected)
 
 

@@ -42,12 +42,12 @@ def test_runner_batches_and_pads_odd_sizes(manifest):
     runners = load_runners(load_manifest(manifest), REFERENCE.with_threads(1))
     rng = np.random.default_rng(0)
     batch = rng.random((3, 3, 16, 16), dtype=np.float32)
-    out = runners[8].run(batch)
+    out = runners[8, "clean"].run(batch)
     assert out.shape == (3, 3, 128, 128) and out.dtype == np.float32
-    np.testing.assert_allclose(out[1:2], runners[8].run(batch[1:2]), atol=1e-6)  # batching changes nothing
+    np.testing.assert_allclose(out[1:2], runners[8, "clean"].run(batch[1:2]), atol=1e-6)  # batching changes nothing
     odd = rng.random((1, 3, 7, 5), dtype=np.float32)
-    assert runners[4].input_multiple == 2
-    assert runners[4].run(odd).shape == (1, 3, 28, 20)
+    assert runners[4, "clean"].input_multiple == 2
+    assert runners[4, "clean"].run(odd).shape == (1, 3, 28, 20)
 
 
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this machine has CUDA")

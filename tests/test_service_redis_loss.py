@@ -60,7 +60,7 @@ def test_kill_9_of_redis_holding_30_accepted_jobs_loses_none(cluster):
     pool.shutdown()
     for payload, response in zip(payloads, responses, strict=True):
         assert response.status_code == 200, response.text
-        expected = np.asarray(upscale(cluster.runners[8], decode_image(payload)))
+        expected = np.asarray(upscale(cluster.runners[8, "clean"], decode_image(payload)))
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected)
     metrics = httpx.get(f"{cluster.url}/metrics").text
     assert 30 - delivered <= metric_value(metrics, "portraitsr_resubmitted_jobs_total") <= 30

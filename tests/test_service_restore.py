@@ -242,4 +242,5 @@ def test_openapi_documents_restore(cluster):
     assert {"multipart/form-data", "application/octet-stream"} <= set(operation["requestBody"]["content"])
     assert {"200", "400", "413", "415", "429", "504"} <= set(operation["responses"])
     assert {"X-Faces", "X-Face-Boxes"} <= set(operation["responses"]["200"]["headers"])
-    assert {p["name"] for p in operation["parameters"]} == {"scale", "format", "report"}
+    assert {p["name"] for p in operation["parameters"]} == {"scale", "format", "report", "model"}
+    assert "X-Model" in operation["responses"]["200"]["headers"]

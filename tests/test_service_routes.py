@@ -11,6 +11,7 @@ from PIL import Image
 from service_helpers import face_like, metric_value, png_bytes
 from test_service_restore import group_photo
 
+from portraitsr.manifest import ModelVariant
 from service.core.settings import ServiceSettings
 from service.http.app import create_app
 from service.http.auth import hash_key
@@ -22,12 +23,15 @@ from service.queue.protocol import Reply, ReplyMeta, ReplyStatus
 class ScriptedBroker:
     """Answers every job with ``answer``: a reply built from the input (nearest ×scale) or a queue error."""
 
-    def __init__(self, answer: str | QueueError = "ok"):
+    def __init__(self, answer: str | QueueError = "ok", variants=(ModelVariant.CLEAN, ModelVariant.REAL)):
         self.answer = answer
         self.jobs = 0
+        self.available = set(variants)
+        self.variant = None
 
-    async def submit(self, image, scale, deadline):
+    async def submit(self, image, scale, deadline, variant=ModelVariant.CLEAN):
         self.jobs += 1
+        self.variant = variant
         if isinstance(self.answer, QueueError):
             raise self.answer
         if self.answer != "ok":
@@ -37,8 +41,11 @@ class ScriptedBroker:
                          provider="CPUExecutionProvider", model="m", worker="w-secret-id")
         return Reply("job", ReplyStatus.OK, meta, rgb.tobytes())
 
-    async def submit_many(self, images, scale, deadline):
-        return [await self.submit(image, scale, deadline) for image in images]
+    async def submit_many(self, images, scale, deadline, variant=ModelVariant.CLEAN):
+        return [await self.submit(image, scale, deadline, variant) for image in images]
+
+    def variants(self, scale):
+        return self.available
 
     def readiness(self, detailed=True):
         return {"ready": True, "redis": True, "reason": None, "workers": [{"worker": "w-secret-id"}] if detailed else 1}
@@ -100,10 +107,36 @@ def test_405_and_404_use_the_error_shape():
         assert set(response.json()) == {"error", "detail", "request_id"}
 
 
-def test_openapi_lists_the_allowed_scales_and_formats():
+def test_openapi_lists_the_allowed_scales_formats_and_models():
     operation = client_for(ScriptedBroker()).get("/openapi.json").json()["paths"]["/upscale"]["post"]
     schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
     assert schemas["scale"]["enum"] == [4, 8] and schemas["format"]["enum"] == ["png", "jpeg", "webp"]
+    assert schemas["model"]["enum"] == ["auto", "clean", "real"] and schemas["model"]["default"] == "auto"
+    assert "X-Model" in operation["responses"]["200"]["headers"]
+
+
+def test_the_model_parameter_picks_the_job_variant_and_x_model_names_the_model():
+    broker = ScriptedBroker()
+    client = client_for(broker)
+    jpeg = png_bytes(face_like(16, 16), format="JPEG", quality=60)
+    for data, model, variant in ((FACE, "clean", "clean"), (FACE, "real", "real"), (jpeg, "auto", "real")):
+        response = client.post("/upscale", params={"scale": 4, "model": model}, content=data)
+        assert response.status_code == 200 and response.headers["x-model"] == "m"
+        assert broker.variant == variant
+    response = client.post("/upscale", params={"model": "best"}, content=FACE)
+    assert response.status_code == 400 and response.json()["error"] == "bad_model"
+
+
+def test_without_the_real_model_real_is_refused_and_auto_falls_back_to_clean():
+    broker = ScriptedBroker(variants=(ModelVariant.CLEAN,))
+    client = client_for(broker)
+    jpeg = png_bytes(face_like(16, 16), format="JPEG", quality=60)
+    response = client.post("/upscale", params={"scale": 8, "model": "real"}, content=jpeg)
+    assert response.status_code == 400 and response.json()["error"] == "no_model"
+    assert response.json()["detail"] == "no real model at ×8 (the models at ×8: clean)"
+    assert broker.jobs == 0
+    assert client.post("/upscale", params={"scale": 8}, content=jpeg).status_code == 200
+    assert broker.variant == "clean"
 
 
 def test_api_keys_gate_upscale_and_metrics_but_not_health(tmp_path):

@@ -47,7 +47,7 @@ def test_readyz_log_and_metrics_name_the_runtime_and_precision(cluster):
 
 
 def test_served_pixels_match_the_reference_runtime(cluster):
-    runner = load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))[8]
+    runner = load_runners(load_manifest(cluster.manifest), REFERENCE.with_threads(1))[8, "clean"]
     data = png_bytes(face_like(16, 16, seed=11))
     response = httpx.post(f"{cluster.url}/upscale", params={"scale": 8}, content=data, timeout=30)
     assert response.status_code == 200

@@ -104,7 +104,7 @@ def test_service_serves_the_shipped_release(tmp_path):
             assert response.status_code == 200, response.text
             output = np.asarray(Image.open(io.BytesIO(response.content)))
             assert output.shape == (128, 128, 3)
-            np.testing.assert_array_equal(output, np.asarray(upscale(runners[spec.scale], decode_image(data))))
+            np.testing.assert_array_equal(output, np.asarray(upscale(runners[spec.scale, spec.variant], decode_image(data))))
     finally:
         cluster.close()
 

@@ -125,3 +125,55 @@ def test_missing_scale_in_the_manifest_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert "no ×8 model" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def both_variants(tmp_path_factory) -> Path:
+    return build_fixture_release(tmp_path_factory.mktemp("release-both"), variants=("clean", "real"))
+
+
+def variant_output(manifest: Path, scale: int, variant: str, image_path: Path) -> np.ndarray:
+    spec = next(spec for spec in load_manifest(manifest) if (spec.scale, spec.variant) == (scale, variant))
+    decoded = decode_image(image_path.read_bytes())
+    sr = ModelRunner(spec, REFERENCE.with_threads(1)).run(to_model_input(decoded.rgb))[0]
+    return np.asarray(compose_output(sr_to_uint8(sr), decoded.alpha))
+
+
+def written(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_model_auto_picks_per_file_and_clean_or_real_apply_to_every_file(both_variants, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "clean.png").write_bytes(png_bytes(synthetic_face(32)))
+    (inputs / "phone.jpg").write_bytes(png_bytes(synthetic_face(32), format="JPEG", quality=70))
+
+    result = run_upscale(inputs, "-o", tmp_path / "auto", "--scale", "4", "--manifest", both_variants, "--format", "png")
+    assert result.returncode == 0, result.stderr
+    assert "fixture-x4, fixture-real-x4" in result.stdout
+    for name, variant in (("clean", "clean"), ("phone", "real")):
+        suffix = ".png" if name == "clean" else ".jpg"
+        expected = variant_output(both_variants, 4, variant, inputs / f"{name}{suffix}")
+        assert np.array_equal(written(tmp_path / "auto" / f"{name}.png"), expected), name
+
+    for variant in ("clean", "real"):
+        result = run_upscale(inputs / "phone.jpg", "-o", tmp_path / variant, "--scale", "4", "--manifest", both_variants,
+                             "--format", "png", "--model", variant)
+        assert result.returncode == 0, result.stderr
+        expected = variant_output(both_variants, 4, variant, inputs / "phone.jpg")
+        assert np.array_equal(written(tmp_path / variant / "phone.png"), expected), variant
+
+
+def test_model_real_without_a_real_model_is_a_usage_error(manifest, tmp_path):
+    face = tmp_path / "face.jpg"
+    face.write_bytes(png_bytes(synthetic_face(32), format="JPEG", quality=70))
+
+    result = run_upscale(face, "-o", tmp_path / "out", "--scale", "4", "--manifest", manifest, "--model", "real")
+    assert result.returncode == 2
+    assert "has no real model at ×4 (it has: clean)" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = run_upscale(face, "-o", tmp_path / "out", "--scale", "4", "--manifest", manifest, "--format", "png")
+    assert result.returncode == 0, result.stderr  # auto: the clean model, the only one there is
+    assert np.array_equal(written(tmp_path / "out" / "face.png"), reference_output(manifest, 4, face))

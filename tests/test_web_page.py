@@ -28,6 +28,7 @@ import pytest
 from PIL import Image
 from service_helpers import REPO, Cluster, build_fixture_release, http_status, png_bytes, wait_until
 
+from portraitsr.manifest import load_manifest
 from service.http.auth import hash_key
 from training.data.synthetic import synthetic_face
 
@@ -146,7 +147,8 @@ def canvas_pixels(page, selector: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("side", "scale", "output_format"), [(16, 8, "png"), (32, 4, "jpeg")])
-def test_page_upscales_an_image_and_shows_it_beside_bicubic(page, service_url, tmp_path, side, scale, output_format):
+def test_page_upscales_an_image_and_shows_it_beside_bicubic(page, cluster, service_url, tmp_path, side, scale,
+                                                            output_format):
     face = tmp_path / f"face{side}.png"
     face.write_bytes(png_bytes(synthetic_face(side)))
 
@@ -159,6 +161,10 @@ def test_page_upscales_an_image_and_shows_it_beside_bicubic(page, service_url, t
     sr_size = page.evaluate("(() => { const i = document.getElementById('sr-image'); return [i.naturalWidth, i.naturalHeight]; })()")
     assert sr_size == [expected, expected]
     assert page.is_visible("#sr-image") and page.is_visible("#input-image") and page.is_visible("#bicubic-canvas")
+    # Which model ran (X-Model): Auto picked the clean one for a clean PNG.
+    clean = release_model(cluster, scale, "clean")
+    assert page.inner_text("#sr-model") == f"({clean})"
+    assert f"Model: {clean}." in page.inner_text("#status")
 
     # The three panels are shown at the same size.
     boxes = [page.locator(selector).bounding_box() for selector in ("#input-image", "#bicubic-canvas", "#sr-image")]
@@ -245,6 +251,24 @@ def test_page_shows_the_api_error_message(page, service_url, tmp_path, file_name
     assert f"({status})" in message
     assert page.is_hidden("#results")
     assert page.is_enabled("#upscale-button")
+
+
+def release_model(cluster, scale: int, variant: str) -> str | None:
+    """The manifest name of the cluster's model at (scale, variant), if it has one."""
+    return next((s.name for s in load_manifest(cluster.manifest) if (s.scale, s.variant) == (scale, variant)), None)
+
+
+def test_page_sends_the_chosen_model(page, cluster, service_url, tmp_path):
+    if release_model(cluster, 8, "real") is not None:
+        pytest.skip("this release has a real model at ×8")
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+    page.set_input_files("#file-input", str(face))
+    page.check('input[name="model"][value="real"]')
+    page.click("#upscale-button")
+    page.wait_for_selector("#error:not([hidden])", timeout=RESULT_TIMEOUT_MS)
+    # This release has no real model: the API's refusal, shown as it is.
+    assert "no real model at ×8" in page.inner_text("#error") and "(400)" in page.inner_text("#error")
 
 
 def test_page_explains_a_full_queue_and_a_passed_deadline(browser, cluster, tmp_path):

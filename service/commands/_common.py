@@ -14,7 +14,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_file_arguments(parser: argparse.ArgumentParser, input_metavar: str, default_scale: int) -> None:
-    """What `upscale` and `restore` read and write: input files or folders, output folder, scale, format."""
+    """What `upscale` and `restore` read and write: input files or folders, output folder, scale, format,
+    and the model (in-process or with --url alike)."""
     from pathlib import Path
 
     parser.add_argument("inputs", nargs="+", type=Path, metavar=input_metavar, help="image files or folders (searched recursively)")
@@ -23,6 +24,11 @@ def add_file_arguments(parser: argparse.ArgumentParser, input_metavar: str, defa
     parser.add_argument(
         "--format", choices=("png", "jpeg", "webp"), default=None, dest="output_format",
         help="output format (default: the input's, PNG for GIF and BMP)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", choices=("auto", "clean", "real"), default="auto",
+        help="auto (default): the real-photo model for JPEGs and noisy images, as the API decides, for each file; "
+             "clean: the model trained on clean bicubic-shrunk faces; real: the one trained on degraded faces",
     )  # fmt: skip
 
 
@@ -40,23 +46,26 @@ def add_in_process_model_arguments(parser: argparse.ArgumentParser, batch_help: 
     parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores (default)")
 
 
-def open_runner(args: argparse.Namespace, spec):
-    """``(runner, runtime request)`` of the in-process model arguments; None (after saying why) when the
-    runtime asked for cannot run here."""
+def open_models(args: argparse.Namespace, specs: list):
+    """``(ModelChoice of --model, runtime request)``: a runner per spec, on the in-process model
+    arguments' runtime; None (after saying why) when the runtime asked for cannot run here."""
     import sys
 
     from portraitsr.runtimes import RuntimeRequest, RuntimeUnavailable, default_cache_dir
     from service.core.inference import ModelRunner
+    from service.files.model_choice import ModelChoice
 
     request = RuntimeRequest(args.runtime, args.precision, args.provider, args.threads, cache_dir=default_cache_dir())
-    try:
-        runner = ModelRunner(spec, request)
-    except RuntimeUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return None
-    if runner.fallback_reason:
-        print(f"note: {runner.fallback_reason}", file=sys.stderr)
-    return runner, request
+    runners = {}
+    for spec in specs:
+        try:
+            runners[spec.variant] = runner = ModelRunner(spec, request)
+        except RuntimeUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return None
+        if runner.fallback_reason:
+            print(f"note: {runner.fallback_reason}", file=sys.stderr)
+    return ModelChoice(runners, args.model), request
 
 
 def settings_from_args(args: argparse.Namespace, **overrides):
@@ -95,25 +104,34 @@ def collect_or_report(args: argparse.Namespace):
     return inputs, report
 
 
-def release_spec(args: argparse.Namespace):
-    """The manifest entry of ``args.scale`` (``--manifest`` or the shipped release); None (after
-    saying why) when the manifest is unreadable or has no model of that scale."""
+def release_specs(args: argparse.Namespace):
+    """The manifest entries ``--model`` may run at ``args.scale`` (``--manifest`` or the shipped
+    release): every variant for ``auto``, else the one named; None (after saying why) when the
+    manifest is unreadable or has no such model."""
     import sys
 
     from portraitsr.manifest import ManifestError, load_manifest
+    from service.core.input_quality import AUTO
     from service.core.settings import DEFAULT_MANIFEST
 
     manifest_path = args.manifest or DEFAULT_MANIFEST
     try:
-        specs = {spec.scale: spec for spec in load_manifest(manifest_path)}
+        specs = load_manifest(manifest_path)
     except ManifestError as error:
         print(f"error: {error}", file=sys.stderr)
         return None
-    if args.scale not in specs:
-        print(f"error: {manifest_path} has no ×{args.scale} model (it has ×{', ×'.join(map(str, sorted(specs)))})",
+    at_scale = [spec for spec in specs if spec.scale == args.scale]
+    if not at_scale:
+        scales = sorted({spec.scale for spec in specs})
+        print(f"error: {manifest_path} has no ×{args.scale} model (it has ×{', ×'.join(map(str, scales))})",
               file=sys.stderr)
         return None
-    return specs[args.scale]
+    chosen = [spec for spec in at_scale if args.model in (AUTO, spec.variant)]
+    if not chosen:
+        has = ", ".join(sorted(spec.variant for spec in at_scale))
+        print(f"error: {manifest_path} has no {args.model} model at ×{args.scale} (it has: {has})", file=sys.stderr)
+        return None
+    return chosen
 
 
 def finish(report, wrote: str) -> int:
@@ -155,7 +173,8 @@ def run_remote(args: argparse.Namespace, endpoint: str, describe) -> int:
         return EXIT_USAGE
     inputs, report = collected
     options = RemoteOptions(
-        url=args.url, endpoint=endpoint, scale=args.scale, output_dir=args.output, output_format=args.output_format,
+        url=args.url, endpoint=endpoint, scale=args.scale, model=args.model, output_dir=args.output,
+        output_format=args.output_format,
         key=args.key or os.environ.get("PORTRAITSR_API_KEY") or None, concurrency=args.concurrency,
         max_retries=args.max_retries,
     )

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe_answer(answer) -> str:
-    return f"{answer.headers.get('x-faces', '?')} of {answer.headers.get('x-faces-detected', '?')} faces restored"
+    restored = f"{answer.headers.get('x-faces', '?')} of {answer.headers.get('x-faces-detected', '?')} faces restored"
+    return f"{restored} ({answer.headers['x-model']})" if "x-model" in answer.headers else restored
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, "restore", describe_answer)
     import dataclasses
 
-    from service.commands._common import collect_or_report, finish, open_runner, release_spec
+    from service.commands._common import collect_or_report, finish, open_models, release_specs
     from service.core.images import ImageLimits
     from service.faces.detector import FaceDetector
     from service.faces.restoration import RestorePolicy
@@ -50,17 +51,17 @@ def run(args: argparse.Namespace) -> int:
     if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:
         print("error: --batch-size and --max-output-side must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
-    spec = release_spec(args)
-    collected = None if spec is None else collect_or_report(args)
+    specs = release_specs(args)
+    collected = None if specs is None else collect_or_report(args)
     if collected is None:
         return EXIT_USAGE
     inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    opened = open_runner(args, spec)
+    opened = open_models(args, specs)
     if opened is None:
         return EXIT_USAGE
-    runner, request = opened
+    models, request = opened
     given = {"min_inter_ocular": args.min_inter_ocular, "min_score": args.min_score}  # None: the API's default
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,
@@ -70,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     )
     # The detector as the API runs it: on the CPU, one thread, the runtime and precision asked for.
     detector = FaceDetector(runtime=dataclasses.replace(request, device="cpu", threads=1))
-    restore_files(inputs, runner, detector, options, report,
-                  on_result=lambda item, plans: print(f"{item.path}: {describe(plans)}"))
-    return finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.runtime} {runner.precision})")
+    restore_files(inputs, models, detector, options, report,
+                  on_result=lambda item, plans, runner: print(f"{item.path}: {describe(plans)} ({runner.spec.name})"))
+    return finish(report, f"{args.output} (×{args.scale}, {models.names}, {models.runtime})")

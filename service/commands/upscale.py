@@ -39,27 +39,28 @@ def run(args: argparse.Namespace) -> int:
     if args.url:
         from service.commands._common import run_remote
 
-        return run_remote(args, "upscale", lambda answer: f"batch of {answer.headers.get('x-batch-size', '?')}")
+        return run_remote(args, "upscale", lambda answer: f"{answer.headers.get('x-model', '?')}, "
+                                                          f"batch of {answer.headers.get('x-batch-size', '?')}")
     from tqdm import tqdm
 
-    from service.commands._common import collect_or_report, finish, open_runner, release_spec
+    from service.commands._common import collect_or_report, finish, open_models, release_specs
     from service.core.images import ImageLimits
     from service.files.upscale import UpscaleOptions, upscale_files
 
     if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
         print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
         return EXIT_USAGE
-    spec = release_spec(args)
-    collected = None if spec is None else collect_or_report(args)
+    specs = release_specs(args)
+    collected = None if specs is None else collect_or_report(args)
     if collected is None:
         return EXIT_USAGE
     inputs, report = collected
 
     max_side = max(1, args.max_output_side // args.scale)
-    opened = open_runner(args, spec)
+    opened = open_models(args, specs)
     if opened is None:
         return EXIT_USAGE
-    runner, _ = opened
+    models, _ = opened
     options = UpscaleOptions(
         output_dir=args.output,
         output_format=args.output_format,
@@ -70,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
     )
     with tqdm(total=len(inputs), unit="image", disable=args.no_progress, file=sys.stderr) as progress:
         upscale_files(
-            inputs, runner, options, report,
+            inputs, models, options, report,
             on_message=lambda text: tqdm.write(text, file=sys.stderr),
             on_progress=progress.update,
         )
 
-    status = finish(report, f"{args.output} (×{args.scale}, {runner.spec.name}, {runner.runtime} {runner.precision})")
+    status = finish(report, f"{args.output} (×{args.scale}, {models.names}, {models.runtime})")
     if report.ignored:
         print(f"ignored {len(report.ignored)} file(s) without an image extension in the input folders", file=sys.stderr)
     return status

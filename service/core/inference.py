@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from portraitsr.manifest import ModelSpec
+from portraitsr.manifest import ModelSpec, ModelVariant
 from portraitsr.release import ReleaseModel
 from portraitsr.runtimes import REFERENCE, RuntimeRequest
 from service.core.images import DecodedImage, compose_output, sr_to_uint8, to_model_input
@@ -43,9 +43,12 @@ class ModelRunner(ReleaseModel):
         return time.perf_counter() - started
 
 
-def load_runners(specs: list[ModelSpec], runtime: RuntimeRequest = REFERENCE) -> dict[int, ModelRunner]:
-    """One runner per scale."""
-    return {spec.scale: ModelRunner(spec, runtime) for spec in specs}
+ModelSlot = tuple[int, ModelVariant]  # (scale, variant): one model of the release
+
+
+def load_runners(specs: list[ModelSpec], runtime: RuntimeRequest = REFERENCE) -> dict[ModelSlot, ModelRunner]:
+    """One runner per manifest model, keyed by (scale, variant)."""
+    return {(spec.scale, spec.variant): ModelRunner(spec, runtime) for spec in specs}
 
 
 def default_warmup_size(scale: int) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """What an upload looks like before it is upscaled: its JPEG quality and its noise level, and
-from them which model variant suits it (``model=auto``).
+from them which model variant suits it (``model=auto``); :func:`pick_variant` resolves what a
+caller asked for (``auto``, ``clean`` or ``real``) against the models there are.
 
 - JPEG quality: the file's luminance quantisation table against libjpeg's standard table scaled
   to each quality 1–100 (ITU-T T.81 Annex K; what Pillow, libjpeg-turbo, browsers and most
@@ -86,3 +87,34 @@ class AutoRule:
         if noise_sigma(rgb_uint8) >= threshold:
             return ModelVariant.REAL
         return ModelVariant.CLEAN
+
+
+AUTO = "auto"
+MODEL_CHOICES = (AUTO, *(str(variant) for variant in ModelVariant))  # what `model=` / `--model` accept
+
+
+class ModelUnavailable(ValueError):
+    """The caller asked for a variant the release (or the live workers) does not have at that scale."""
+
+
+def pick_variant(
+    choice: str, scale: int, available: set[ModelVariant], file_bytes: bytes, rgb: np.ndarray,
+    rule: AutoRule | None = None,
+) -> ModelVariant:
+    """The variant that runs an upload: ``choice`` (one of :data:`MODEL_CHOICES`) resolved against
+    the variants ``available`` at ``scale`` (empty: not known).
+
+    ``clean`` and ``real`` are what they say, or :class:`ModelUnavailable` when ``available`` is
+    known and lacks it; ``auto`` asks ``rule`` (from the file's bytes and its pixels, float in
+    [0, 1] or uint8) and runs the clean model (every release has one) unless the real one is known
+    to be there.
+    """
+    if choice != AUTO:
+        variant = ModelVariant(choice)
+        if available and variant not in available:
+            has = ", ".join(sorted(str(v) for v in available))
+            raise ModelUnavailable(f"no {variant} model at ×{scale} (the models at ×{scale}: {has})")
+        return variant
+    pixels = rgb if rgb.dtype == np.uint8 else np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    chosen = (rule or AutoRule()).choose(file_bytes, pixels, scale)
+    return chosen if chosen in available else ModelVariant.CLEAN

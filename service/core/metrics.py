@@ -91,6 +91,6 @@ class WorkerMetrics:
         self.queue_depth = Gauge("portraitsr_queue_depth", "jobs in the stream (waiting or in flight)", registry=r)
         self.info = Gauge(
             "portraitsr_worker_info", "1 per model: its runtime, precision, execution provider and any fallback",
-            ["worker", "model", "scale", "provider", "runtime", "precision", "fallback"], registry=r,
+            ["worker", "model", "scale", "variant", "provider", "runtime", "precision", "fallback"], registry=r,
         )
         self.ready = Gauge("portraitsr_worker_ready", "1 once models are loaded and warmed", registry=r)

@@ -37,6 +37,7 @@ class RemoteOptions:
     endpoint: str  # "upscale" or "restore"
     scale: int
     output_dir: Path
+    model: str = "auto"  # sent as ``model=``: the service decides ``auto``
     output_format: str | None = None
     key: str | None = None
     concurrency: int = 4
@@ -87,7 +88,7 @@ def post(url: str, data: bytes, key: str | None, timeout_s: float) -> RemoteAnsw
 
 def send_one(item: InputFile, options: RemoteOptions, sleep: Callable[[float], None] = time.sleep) -> RemoteAnswer:
     output_format = output_format_for(item.path, options.output_format)
-    query = urllib.parse.urlencode({"scale": options.scale, "format": output_format})
+    query = urllib.parse.urlencode({"scale": options.scale, "format": output_format, "model": options.model})
     url = f"{options.url.rstrip('/')}/{options.endpoint}?{query}"
     data = item.path.read_bytes()
     for _ in range(options.max_retries + 1):

@@ -24,6 +24,7 @@ from service.core.images import (
 from service.core.inference import ModelRunner
 from service.faces.detector import FaceDetector
 from service.faces.restoration import FacePlan, FaceStatus, RestorePolicy, restore_photo
+from service.files.model_choice import ModelChoice
 from service.files.upscale import (
     InputFile,
     UpscaleOptions,
@@ -57,26 +58,29 @@ class RestoreOptions:
 
 def restore_files(
     inputs: list[InputFile],
-    runner: ModelRunner,
+    models: ModelChoice,
     detector: FaceDetector,
     options: RestoreOptions,
     report: UpscaleReport,
     on_message: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
-    on_result: Callable[[InputFile, list[FacePlan]], None] = lambda item, plans: None,
+    on_result: Callable[[InputFile, list[FacePlan], ModelRunner], None] = lambda item, plans, runner: None,
 ) -> UpscaleReport:
-    """Restore each input photo; failures are reported and skipped."""
+    """Restore each input photo, all its faces by the model ``models`` picks for the photo (as the
+    API does); failures are reported and skipped."""
     naming = UpscaleOptions(output_dir=options.output_dir, output_format=options.output_format)
     clashes = find_name_clashes(inputs, naming)
-    restorer = model_restorer(runner, options.batch_size)
+    restorers = {runner: model_restorer(runner, options.batch_size) for runner in models.runners.values()}
     for item in inputs:
         if item.path in clashes:
             report.failed.append((item.path, clashes[item.path]))
             on_message(f"skipped {item.path}: {clashes[item.path]}")
             continue
         try:
-            decoded = decode_image(item.path.read_bytes(), options.limits)
+            data = item.path.read_bytes()
+            decoded = decode_image(data, options.limits)
+            runner = models.runner_for(data, decoded.rgb)
             faces = detector.detect(decoded.rgb)
-            restored, plans = restore_photo(decoded.rgb, faces, runner.scale, restorer, options.policy)
+            restored, plans = restore_photo(decoded.rgb, faces, runner.scale, restorers[runner], options.policy)
             destination = output_path_for(item, naming)
             destination.parent.mkdir(parents=True, exist_ok=True)
             image = compose_output(restored, decoded.alpha)
@@ -90,7 +94,7 @@ def restore_files(
             on_message(f"skipped {item.path}: {error.strerror or error}")
             continue
         report.written.append(destination)
-        on_result(item, plans)
+        on_result(item, plans, runner)
     return report
 
 

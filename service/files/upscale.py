@@ -27,6 +27,7 @@ from service.core.images import (
 )
 from service.core.inference import ModelRunner
 from service.files.compare_strip import compare_strip
+from service.files.model_choice import ModelChoice
 
 # The output format that keeps each input extension (GIF and BMP are written as PNG).
 FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
@@ -109,10 +110,6 @@ def find_name_clashes(inputs: list[InputFile], options: UpscaleOptions) -> dict[
     return clashes
 
 
-def _read(item: InputFile, limits: ImageLimits) -> DecodedImage:
-    return decode_image(item.path.read_bytes(), limits)
-
-
 def _write(item: InputFile, decoded: DecodedImage, sr: np.ndarray, runner: ModelRunner, options: UpscaleOptions) -> list[Path]:
     destination = output_path_for(item, options)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -130,29 +127,31 @@ def _write(item: InputFile, decoded: DecodedImage, sr: np.ndarray, runner: Model
 
 def upscale_files(
     inputs: list[InputFile],
-    runner: ModelRunner,
+    models: ModelChoice,
     options: UpscaleOptions,
     report: UpscaleReport,
     on_message: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
     on_progress: Callable[[int], None] = lambda count: None,
 ) -> UpscaleReport:
-    """Upscale ``inputs``; same-size images run together in batches of up to ``options.batch_size``.
+    """Upscale ``inputs``, each by the model ``models`` picks for it; same-size images of one model
+    run together in batches of up to ``options.batch_size``.
 
-    Images wait in one bucket per size until the bucket is full (or the files run out), so memory
-    holds at most one batch per distinct size.
+    Images wait in one bucket per model and size until the bucket is full (or the files run out), so
+    memory holds at most one batch per distinct model and size.
     """
     clashes = find_name_clashes(inputs, options)
-    buckets: dict[tuple[int, int], list[tuple[InputFile, DecodedImage]]] = {}
+    buckets: dict[tuple[ModelRunner, int, int], list[tuple[InputFile, DecodedImage]]] = {}
 
     def fail(path: Path, reason: str) -> None:
         report.failed.append((path, reason))
         on_message(f"skipped {path}: {reason}")
         on_progress(1)
 
-    def flush(size: tuple[int, int]) -> None:
-        batch = buckets.pop(size, [])
+    def flush(bucket: tuple[ModelRunner, int, int]) -> None:
+        batch = buckets.pop(bucket, [])
         if not batch:
             return
+        runner = bucket[0]
         lr = np.stack([decoded.rgb.transpose(2, 0, 1) for _, decoded in batch]).astype(np.float32)
         sr = runner.run(lr)
         for (item, decoded), one_sr in zip(batch, sr, strict=True):
@@ -168,18 +167,19 @@ def upscale_files(
             fail(item.path, clashes[item.path])
             continue
         try:
-            decoded = _read(item, options.limits)
+            data = item.path.read_bytes()
+            decoded = decode_image(data, options.limits)
         except ImageInputError as error:
             fail(item.path, error.reason)
             continue
         except OSError as error:
             fail(item.path, f"cannot read it: {error.strerror or error}")
             continue
-        size = (decoded.rgb.shape[0], decoded.rgb.shape[1])
-        buckets.setdefault(size, []).append((item, decoded))
-        if len(buckets[size]) >= options.batch_size:
-            flush(size)
-    for size in list(buckets):
-        flush(size)
+        bucket = (models.runner_for(data, decoded.rgb), decoded.rgb.shape[0], decoded.rgb.shape[1])
+        buckets.setdefault(bucket, []).append((item, decoded))
+        if len(buckets[bucket]) >= options.batch_size:
+            flush(bucket)
+    for bucket in list(buckets):
+        flush(bucket)
     return report
 

@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.images import ImageInputError, ImageProblem
+from service.core.input_quality import ModelUnavailable
 from service.core.metrics import RequestOutcome
 from service.queue.errors import DeadlinePassed, QueueError, QueueFull, QueueUnavailable, ShuttingDown
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A query parameter that fails to parse gets that parameter's own error code.
-PARAMETER_ERROR_CODES = {"scale": "bad_scale", "format": "bad_format"}
+PARAMETER_ERROR_CODES = {"scale": "bad_scale", "format": "bad_format", "model": "bad_model"}
 
 
 # The HTTP status of each refused image.
@@ -47,15 +48,17 @@ class ApiError(Exception):
 
 
 # What a request handler may raise and get answered as a refusal (see to_api_error).
-REFUSALS = (ApiError, QueueError, ImageInputError)
+REFUSALS = (ApiError, QueueError, ImageInputError, ModelUnavailable)
 
 
-def to_api_error(error: ApiError | QueueError | ImageInputError) -> ApiError:
+def to_api_error(error: ApiError | QueueError | ImageInputError | ModelUnavailable) -> ApiError:
     """The HTTP answer to a refusal of any layer."""
     if isinstance(error, ApiError):
         return error
     if isinstance(error, ImageInputError):
         return ApiError(IMAGE_STATUS[error.problem], error.code, error.reason, RequestOutcome.BAD_INPUT)
+    if isinstance(error, ModelUnavailable):  # the same answer as a worker's NO_MODEL reply
+        return ApiError(400, "no_model", str(error), RequestOutcome.BAD_INPUT)
     if isinstance(error, QueueFull):
         return ApiError(429, "queue_full", str(error), RequestOutcome.REJECTED, {"Retry-After": str(error.retry_after_s)})
     if isinstance(error, DeadlinePassed):

@@ -14,7 +14,8 @@ ERROR_SCHEMA = {
     "required": ["error", "detail", "request_id"],
 }
 ERROR_RESPONSES = {
-    400: "empty body, corrupt or truncated image, bad `scale` or `format`, image smaller than the minimum",
+    400: "empty body, corrupt or truncated image, bad `scale`, `format` or `model`, image smaller than the minimum, "
+         "or `model=clean|real` naming a model the workers do not have at that scale (`no_model`)",
     401: "API keys are on and the request has no valid `Authorization: Bearer <key>`",
     413: "body over `max_upload_bytes`, or image over `max_input_side` / `max_input_pixels` (read from the header)",
     415: "not a PNG, JPEG, WebP, GIF or BMP image, or an animated image",
@@ -46,6 +47,8 @@ UPSCALE_OPENAPI = {
                 "X-Inference-Ms": {"schema": {"type": "number"}, "description": "model time of the job's batch"},
                 "X-Batch-Size": {"schema": {"type": "integer"}, "description": "images in the job's batch"},
                 "X-Execution-Provider": {"schema": {"type": "string"}, "description": "ONNX Runtime provider used"},
+                "X-Model": {"schema": {"type": "string"},
+                            "description": "the manifest name of the model that ran (what `model=auto` chose)"},
             },
         },
         **{
@@ -57,7 +60,8 @@ UPSCALE_OPENAPI = {
 
 RESTORE_ERRORS = {
     **ERROR_RESPONSES,
-    400: "empty body, corrupt or truncated image, bad `scale`, `format` or `report`, image smaller than the minimum",
+    400: "empty body, corrupt or truncated image, bad `scale`, `format`, `model` or `report`, image smaller than the "
+         "minimum, or `model=clean|real` naming a model the workers do not have at that scale (`no_model`)",
     413: "body over `max_upload_bytes`, or photo over `restore_max_input_side` / `restore_max_input_pixels` / "
          "`restore_max_output_side` (read from the header)",
     429: "the queue has no room for all of the photo's faces (by jobs or by their model time); `Retry-After` says when",
@@ -83,6 +87,8 @@ RESTORE_OPENAPI = {
                 "X-Batch-Sizes": {"schema": {"type": "string"}, "description": "the batch size of each restored face's job"},
                 "Server-Timing": {"schema": {"type": "string"}, "description": "detect, queue, inference and total time (ms)"},
                 "X-Execution-Provider": UPSCALE_OPENAPI["responses"]["200"]["headers"]["X-Execution-Provider"],
+                "X-Model": {"schema": {"type": "string"},
+                            "description": "the manifest name of the model that ran on every face (absent: no face)"},
             },
         },
         **{

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from service.core.images import ImageInputError
+from service.core.input_quality import ModelUnavailable
 from service.core.metrics import ApiMetrics, RequestOutcome
 from service.http.errors import ApiError, error_response, request_id_of, to_api_error
 from service.queue.errors import QueueError
@@ -28,7 +29,7 @@ class RequestRecord:
     def seconds(self) -> float:
         return time.perf_counter() - self.started
 
-    def refused(self, error: ApiError | QueueError | ImageInputError) -> JSONResponse:
+    def refused(self, error: ApiError | QueueError | ImageInputError | ModelUnavailable) -> JSONResponse:
         """The error answer to a refusal, counted under its outcome."""
         answer = to_api_error(error)
         self.metrics.observe_request(answer.outcome, self.seconds())

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from redis.exceptions import RedisError
 
+from portraitsr.manifest import ModelVariant
 from service.core.images import DecodedImage
 from service.core.metrics import ApiMetrics
 from service.core.settings import ServiceSettings
@@ -61,6 +62,13 @@ class FleetState:
         speeds = [worker.speed[scale] for worker in self.warmed if worker.speed.get(scale, 0) > 0]
         return sum(speeds) / len(speeds) if speeds else None
 
+    def scales(self) -> set[int]:
+        return {model.scale for worker in self.warmed for model in worker.models}
+
+    def variants(self, scale: int) -> set[ModelVariant]:
+        """The model variants the live workers hold at ``scale``."""
+        return {ModelVariant(model.variant) for worker in self.warmed for model in worker.models if model.scale == scale}
+
 
 class JobBroker:
     def __init__(self, settings: ServiceSettings, metrics: ApiMetrics):
@@ -78,6 +86,9 @@ class JobBroker:
         self.slots = asyncio.Semaphore(settings.redis_max_connections)
         self.waiting: dict[str, Waiting] = {}
         self.state = FleetState()
+        # The models the workers held when last seen, per scale: kept through a Redis outage, so
+        # model=auto and model=real are decided as before it.
+        self.models_seen: dict[int, set[ModelVariant]] = {}
         self.run_id: str | None = None
         self.queue_depth = 0
         self.throughput = 0.0  # images/s over all workers, measured
@@ -126,6 +137,8 @@ class JobBroker:
                 depth, completed = await self.fleet.depth_and_completed()
                 reason = None if any(w.warmed for w in workers) else "no worker with warmed models is alive"
                 self.state = FleetState(True, reason, workers)
+                if self.state.warmed:
+                    self.models_seen = {scale: self.state.variants(scale) for scale in self.state.scales()}
                 previous = self._sample_throughput(previous, depth, completed)
                 if self.run_id is not None and run_id != self.run_id:
                     log.warning("Redis restarted (new run id): re-submitting the jobs it lost")
@@ -194,6 +207,10 @@ class JobBroker:
             return math.inf
         return workers * self.settings.job_deadline_s * self.settings.admission_fraction
 
+    def variants(self, scale: int) -> set[ModelVariant]:
+        """The model variants the workers held at ``scale`` when last seen (empty: none seen yet)."""
+        return self.models_seen.get(scale, set())
+
     def cost_s(self, scale: int, height: int, width: int) -> float:
         speed = self.state.speed(scale)
         return 0.0 if speed is None else scale * scale * height * width / speed
@@ -201,20 +218,23 @@ class JobBroker:
     def _busy(self, reason: str, depth: int) -> QueueFull:
         return QueueFull(reason, self.retry_after_s(depth))
 
-    async def submit(self, image: DecodedImage, scale: int, deadline: float) -> Reply:
-        (reply,) = await self.submit_many([image], scale, deadline)
+    async def submit(self, image: DecodedImage, scale: int, deadline: float,
+                     variant: ModelVariant = ModelVariant.CLEAN) -> Reply:
+        (reply,) = await self.submit_many([image], scale, deadline, variant)
         return reply
 
-    async def submit_many(self, images: list[DecodedImage], scale: int, deadline: float) -> list[Reply]:
-        """One job per image, enqueued together under one admission, all or none (the faces of a photo:
-        an idle worker reads them as one batch); the replies in order."""
+    async def submit_many(self, images: list[DecodedImage], scale: int, deadline: float,
+                          variant: ModelVariant = ModelVariant.CLEAN) -> list[Reply]:
+        """One job per image for the ``variant`` model at ``scale``, enqueued together under one
+        admission, all or none (the faces of a photo: an idle worker reads them as one batch); the
+        replies in order."""
         if not images:
             return []
         settings = self.settings
         if len(self.waiting) + len(images) > settings.queue_max_length:  # no room already: no need to ask Redis
             raise self._busy(self._queued(len(self.waiting), len(images)), self.queue_depth)
         loop = asyncio.get_running_loop()
-        group = [Waiting(self._job(image, scale, deadline), loop.create_future()) for image in images]
+        group = [Waiting(self._job(image, scale, deadline, variant), loop.create_future()) for image in images]
         self.waiting.update({waiting.job.job_id: waiting for waiting in group})
         try:
             for waiting, entry_id in zip(group, await self._admit([w.job for w in group]), strict=True):
@@ -233,12 +253,13 @@ class JobBroker:
             for waiting in group:
                 self.waiting.pop(waiting.job.job_id, None)
 
-    def _job(self, image: DecodedImage, scale: int, deadline: float) -> Job:
+    def _job(self, image: DecodedImage, scale: int, deadline: float, variant: ModelVariant) -> Job:
         height, width = image.rgb.shape[:2]
         return Job(
             job_id=uuid.uuid4().hex, reply_to=self.reply_stream, scale=scale, height=height, width=width,
             deadline=deadline, enqueued_at=time.time(),
             pixels=np.ascontiguousarray(image.rgb, dtype=np.float32).tobytes(), cost_s=self.cost_s(scale, height, width),
+            variant=variant,
         )
 
     def _queued(self, depth: int, count: int) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from portraitsr.manifest import ModelVariant
 from service.core.settings import ServiceSettings
 
 REPLY_STREAM_MAXLEN = 10_000
@@ -176,7 +177,7 @@ class Keys:
 class ReplyStatus(StrEnum):
     OK = "ok"
     BAD_JOB = "bad_job"  # a malformed job entry
-    NO_MODEL = "no_model"  # no model for the job's scale on that worker
+    NO_MODEL = "no_model"  # no model for the job's scale and variant on that worker
     DEAD_LETTERED = "dead_lettered"  # delivered max_deliveries times without success
 
 
@@ -191,6 +192,12 @@ class Job:
     enqueued_at: float
     pixels: bytes  # float32 H×W×3
     cost_s: float = 0.0  # estimated model seconds on one worker (admission by cost)
+    variant: ModelVariant = ModelVariant.CLEAN  # which of the scale's models runs it
+
+    @property
+    def model_slot(self) -> tuple[int, ModelVariant]:
+        """The model that runs the job: a batch holds jobs of one slot only."""
+        return self.scale, self.variant
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {
@@ -202,6 +209,7 @@ class Job:
             "deadline": repr(self.deadline),
             "enqueued": repr(self.enqueued_at),
             "cost": repr(self.cost_s),
+            "variant": str(self.variant),
             "lr": self.pixels,
         }
 
@@ -218,6 +226,7 @@ class Job:
             enqueued_at=float(fields[b"enqueued"]),
             pixels=fields[b"lr"],
             cost_s=float(fields.get(b"cost", b"0")),
+            variant=ModelVariant(fields.get(b"variant", b"clean").decode()),  # a job from before variants: clean
         )
 
     @property
@@ -291,6 +300,7 @@ class ModelInfo:
     fallback: str | None = None
     runtime: str = "onnxruntime"  # what a worker from before the runtime choice ran on
     precision: str = "fp32"
+    variant: str = ModelVariant.CLEAN  # what a worker from before variants held
 
 
 @dataclass

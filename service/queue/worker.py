@@ -2,7 +2,8 @@
 
 Batching (:mod:`service.queue.batching`): a reader task keeps a small local buffer filled from Redis
 while the runner runs batches from it, so the next batch gathers while the model is busy; jobs
-are grouped by (scale, height, width) so each group is one model run. At-least-once: a job is
+are grouped by (scale, variant, height, width) so each group is one run of one model: a batch
+never mixes the clean and real models. At-least-once: a job is
 acknowledged only after its reply is written. Jobs left pending by a dead worker are claimed after
 ``claim_idle_ms``; a job delivered ``max_deliveries`` times goes to the dead-letter stream and its
 client gets an error. Expired jobs are dropped unrun. The worker measures its model speed (output
@@ -30,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from portraitsr.manifest import load_manifest
 from service.core.images import sr_to_uint8
-from service.core.inference import ModelRunner, default_warmup_size, load_runners
+from service.core.inference import ModelRunner, ModelSlot, default_warmup_size, load_runners
 from service.core.metrics import JobOutcome, WorkerMetrics
 from service.core.settings import ServiceSettings
 from service.queue.batching import BatchCollector
@@ -62,7 +63,7 @@ def split_size(output_pixels: int, max_batch_size: int, max_batch_output_pixels:
 
 
 class Worker:
-    def __init__(self, settings: ServiceSettings, runners: dict[int, ModelRunner] | None = None):
+    def __init__(self, settings: ServiceSettings, runners: dict[ModelSlot, ModelRunner] | None = None):
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.runners = runners or {}
@@ -71,7 +72,8 @@ class Worker:
         self.warmed = False
         self.redis_ok = False
         self.in_hand: set[bytes] = set()
-        self.speed: dict[int, float] = {}  # output pixels per second of model time, per scale
+        # Output pixels per second of model time, per scale (a scale's variants share an architecture).
+        self.speed: dict[int, float] = {}
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
         self.last_claim = 0.0
         self.redis = redis_client(settings, 10, max_connections=4)
@@ -110,13 +112,13 @@ class Worker:
         log.info("worker %s: %s received, finishing the batch in hand", self.worker_id, signal.Signals(sig).name)
         self.stopping.set()
 
-    def _load_models(self) -> dict[int, ModelRunner]:
+    def _load_models(self) -> dict[ModelSlot, ModelRunner]:
         specs = load_manifest(self.settings.manifest_path)
         started = time.perf_counter()
         runners = load_runners(specs, self.settings.runtime_request())
         log.info("models loaded in %.2fs", time.perf_counter() - started)
         for runner in runners.values():
-            log.info("model %s (x%d) runs on %s %s %s: %s", runner.spec.name, runner.scale, runner.runtime,
+            log.info("model %s (x%d %s) runs on %s %s %s: %s", runner.spec.name, runner.scale, runner.spec.variant, runner.runtime,
                      runner.session.device, runner.precision, runner.session.reason)
             if runner.fallback_reason:
                 log.warning("model %s: %s", runner.spec.name, runner.fallback_reason)
@@ -125,18 +127,18 @@ class Worker:
     def _warm_up(self) -> None:
         """Warm every model, then time one full batch: the first speed the API admits by."""
         batch = self.settings.max_batch_size
-        for scale, runner in self.runners.items():
+        for (scale, variant), runner in self.runners.items():
             size = default_warmup_size(scale)
             seconds = runner.warm_up((size,), tuple(sorted({1, batch})))
             lr = np.full((batch, 3, *size), 0.5, dtype=np.float32)
             started = time.perf_counter()
             runner.run(lr)
             self._record_speed(scale, batch * scale * scale * size[0] * size[1], time.perf_counter() - started)
-            log.info("warmed %s (x%d) on %s %s in %.2fs; %.0f output px/s", runner.spec.name, scale, runner.runtime,
-                     runner.precision, seconds, self.speed[scale])
+            log.info("warmed %s (x%d %s) on %s %s in %.2fs; %.0f output px/s", runner.spec.name, scale, variant,
+                     runner.runtime, runner.precision, seconds, self.speed[scale])
             self.metrics.info.labels(
-                self.worker_id, runner.spec.name, str(scale), runner.provider, runner.runtime, runner.precision,
-                runner.fallback_reason or "",
+                self.worker_id, runner.spec.name, str(scale), str(variant), runner.provider, runner.runtime,
+                runner.precision, runner.fallback_reason or "",
             ).set(1)
 
     def _record_speed(self, scale: int, output_pixels: int, seconds: float) -> None:
@@ -146,8 +148,8 @@ class Worker:
 
     def _models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(r.spec.name, s, r.provider, r.fallback_reason, r.runtime, r.precision)
-            for s, r in sorted(self.runners.items())
+            ModelInfo(r.spec.name, scale, r.provider, r.fallback_reason, r.runtime, r.precision, str(variant))
+            for (scale, variant), r in sorted(self.runners.items())
         ]
 
     def _describe_models(self) -> list[dict]:
@@ -269,7 +271,7 @@ class Worker:
 
     async def _process(self, batch: list[Delivery]) -> None:
         now = time.time()
-        groups: dict[tuple[int, int, int], list[tuple[Delivery, Job]]] = {}
+        groups: dict[tuple[ModelSlot, int, int], list[tuple[Delivery, Job]]] = {}
         finished: list[Finished] = []
         for delivery in batch:
             try:
@@ -286,20 +288,21 @@ class Worker:
                 self.metrics.jobs.labels(JobOutcome.EXPIRED).inc()
                 finished.append(Finished(delivery.entry_id, job.job_id, None, None))  # its client already had a 504
                 continue
-            if job.scale not in self.runners:
+            if job.model_slot not in self.runners:
                 self.metrics.jobs.labels(JobOutcome.BAD_JOB).inc()
-                reply = Reply(job.job_id, ReplyStatus.NO_MODEL, ReplyMeta(error=f"no model for scale {job.scale}"))
+                error = f"no {job.variant} model for scale {job.scale} on this worker"
+                reply = Reply(job.job_id, ReplyStatus.NO_MODEL, ReplyMeta(error=error))
                 finished.append(Finished(delivery.entry_id, job.job_id, job.reply_to, reply))
                 continue
-            groups.setdefault((job.scale, job.height, job.width), []).append((delivery, job))
+            groups.setdefault((job.model_slot, job.height, job.width), []).append((delivery, job))
         await self.queue.finish(finished)
         kept = {delivery.entry_id for members in groups.values() for delivery, _ in members}
         self.in_hand.difference_update({delivery.entry_id for delivery in batch} - kept)
 
-        for (scale, height, width), members in groups.items():
+        for ((scale, variant), height, width), members in groups.items():
             size = split_size(scale * scale * height * width, self.settings.max_batch_size, self.settings.max_batch_output_pixels)
             for start in range(0, len(members), size):
-                await self._run_batch(self.runners[scale], members[start : start + size])
+                await self._run_batch(self.runners[scale, variant], members[start : start + size])
 
     async def _run_batch(self, runner: ModelRunner, members: list[tuple[Delivery, Job]]) -> None:
         started_wall = time.time()

@@ -25,7 +25,14 @@ from service.http.dependencies import Broker, Detector, Metrics, Settings, requi
 from service.http.errors import REFUSALS, ApiError
 from service.http.openapi import RESTORE_OPENAPI
 from service.http.outcomes import RequestRecord
-from service.http.parameters import FormatQuery, ScaleQuery, check_parameters
+from service.http.parameters import (
+    DEFAULT_MODEL,
+    FormatQuery,
+    ModelQuery,
+    ScaleQuery,
+    check_parameters,
+    variant_for,
+)
 from service.http.uploads import decode_upload, read_image_bytes
 from service.queue.protocol import Reply
 
@@ -70,8 +77,9 @@ def restore_headers(request_id: str, plans: list[FacePlan], replies: list[Reply]
         "X-Inference-Ms": f"{inference_ms:.1f}",
         "X-Batch-Sizes": ",".join(str(reply.meta.batch_size) for reply in replies),
     }
-    if replies:
+    if replies:  # one model for all of a photo's faces
         headers["X-Execution-Provider"] = replies[0].meta.provider
+        headers["X-Model"] = replies[0].meta.model
     faces = [plan.to_dict() for plan in plans]
     boxes = json.dumps([{"box": f["box"], "score": f["score"], "status": f["status"]} for f in faces], separators=(",", ":"))
     if len(boxes) <= MAX_BOXES_HEADER_BYTES:
@@ -96,14 +104,18 @@ async def restore(
     format: FormatQuery = "png",
     report: str = Query("image", description="`image` (the default) or `json`: the faces found, no image",
                         json_schema_extra={"enum": list(REPORTS)}),
+    model: ModelQuery = DEFAULT_MODEL,
 ) -> Response:
     record = RequestRecord(request, metrics)
     try:
-        check_parameters(scale, format)
+        check_parameters(scale, format, model)
         if report not in REPORTS:
             raise ApiError(400, "bad_report", f"report must be one of {', '.join(REPORTS)}, not {report!r}",
                            RequestOutcome.BAD_INPUT)
-        image = await decode_upload(await read_image_bytes(request, settings.max_upload_bytes), restore_limits(settings, scale))
+        data = await read_image_bytes(request, settings.max_upload_bytes)
+        image = await decode_upload(data, restore_limits(settings, scale))
+        # One model for all of the photo's faces, decided from the photo's file (JPEG quality) and pixels.
+        variant = await variant_for(model, scale, broker.variants(scale), data, image)
         policy = restore_policy(settings)
 
         def detect_and_align() -> list[FacePlan]:
@@ -120,7 +132,7 @@ async def restore(
         background_task = asyncio.ensure_future(run_in_threadpool(upscale_background, image.rgb, scale))
         try:
             # All faces in one admission, all or none: an idle worker runs them as one batch.
-            replies = await broker.submit_many(faces, scale, time.time() + settings.job_deadline_s)
+            replies = await broker.submit_many(faces, scale, time.time() + settings.job_deadline_s, variant)
             for reply in replies:
                 record.check_reply(reply)
         finally:

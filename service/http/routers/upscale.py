@@ -14,7 +14,14 @@ from service.http.dependencies import Broker, Metrics, Settings, require_api_key
 from service.http.errors import REFUSALS
 from service.http.openapi import UPSCALE_OPENAPI
 from service.http.outcomes import RequestRecord
-from service.http.parameters import FormatQuery, ScaleQuery, check_parameters
+from service.http.parameters import (
+    DEFAULT_MODEL,
+    FormatQuery,
+    ModelQuery,
+    ScaleQuery,
+    check_parameters,
+    variant_for,
+)
 from service.http.uploads import INLINE_CODEC_BYTES, decode_upload, read_image_bytes
 from service.queue.protocol import Reply
 
@@ -36,6 +43,7 @@ def success_headers(reply: Reply, request_id: str, total_ms: float) -> dict[str,
         "X-Inference-Ms": f"{meta.inference_ms:.1f}",
         "X-Batch-Size": str(meta.batch_size),
         "X-Execution-Provider": meta.provider,
+        "X-Model": meta.model,
     }
 
 
@@ -54,12 +62,15 @@ async def upscale(
     metrics: Metrics,
     scale: ScaleQuery = 8,
     format: FormatQuery = "png",
+    model: ModelQuery = DEFAULT_MODEL,
 ) -> Response:
     record = RequestRecord(request, metrics)
     try:
-        check_parameters(scale, format)
-        image = await decode_upload(await read_image_bytes(request, settings.max_upload_bytes), limits_for(settings, scale))
-        reply = await broker.submit(image, scale, time.time() + settings.job_deadline_s)
+        check_parameters(scale, format, model)
+        data = await read_image_bytes(request, settings.max_upload_bytes)
+        image = await decode_upload(data, limits_for(settings, scale))
+        variant = await variant_for(model, scale, broker.variants(scale), data, image)
+        reply = await broker.submit(image, scale, time.time() + settings.job_deadline_s, variant)
         record.check_reply(reply)
 
         def encode() -> bytes:

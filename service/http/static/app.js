@@ -215,6 +215,7 @@
     const scale = selectedScale();
     const mode = selectedMode();
     const format = $("format-select").value;
+    const model = form.querySelector('input[name="model"]:checked').value;
     showError("");
     showStatus(mode === "photo" ? `Restoring the faces of ${file.name} ×${scale}…` : `Upscaling ${file.name} ×${scale}…`);
     button.disabled = true;
@@ -227,7 +228,7 @@
       let response;
       try {
         const endpoint = mode === "photo" ? "restore" : "upscale";
-        response = await fetch(`${endpoint}?scale=${scale}&format=${format}`, {
+        response = await fetch(`${endpoint}?scale=${scale}&format=${format}&model=${model}`, {
           method: "POST",
           body,
           headers: authorizationHeaders(),
@@ -250,7 +251,8 @@
       const blob = await response.blob();
       const seconds = (performance.now() - started) / 1000;
       const boxes = mode === "photo" ? faceBoxes(response) : null;
-      await showResult(file, blob, scale, format, seconds, boxes);
+      // X-Model: the manifest name of the model that ran (absent from /restore when no face was restored).
+      await showResult(file, blob, scale, format, seconds, boxes, response.headers.get("X-Model"));
     } catch (error) {
       if (error.name === "AbortError") return;
       showStatus("");
@@ -264,7 +266,7 @@
     }
   });
 
-  async function showResult(file, blob, scale, format, seconds, boxes) {
+  async function showResult(file, blob, scale, format, seconds, boxes, modelName) {
     if (resultUrl) URL.revokeObjectURL(resultUrl);
     if (inputUrl) URL.revokeObjectURL(inputUrl);
     resultUrl = URL.createObjectURL(blob);
@@ -277,6 +279,7 @@
     const outH = srImage.naturalHeight;
     results.style.setProperty("--aspect", `${outW} / ${outH}`);
     $("sr-size").textContent = `${outW}×${outH}`;
+    $("sr-model").textContent = modelName ? `(${modelName})` : "";
     drawBoxes(boxes, scale, outW, outH);
 
     // The input and its bicubic enlargement, if this browser can decode the input's format.
@@ -310,7 +313,8 @@
     const inSize = input ? `${input.width}×${input.height} → ` : "";
     const restored = boxes ? boxes.filter((face) => face.status === "restored").length : 0;
     const faces = boxes ? ` Faces: ${boxes.length} found, ${restored} restored (outlined green).` : "";
-    showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.${faces}`);
+    const ran = modelName ? ` Model: ${modelName}.` : "";
+    showStatus(`Done: ${file.name}, ${inSize}${outW}×${outH} (×${scale}, ${format.toUpperCase()}) in ${seconds.toFixed(2)} s.${ran}${faces}`);
     updatePixelation();
     results.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
