@@ -76,8 +76,8 @@ class AutoRule:
     table-degraded held-out faces, never on Helen-50 (docs/degradations.md)."""
 
     jpeg_quality_max: int = 90
-    noise_sigma_min_x4: float = 6.0
-    noise_sigma_min_x8: float = 9.0
+    noise_sigma_min_x4: float = 5.0
+    noise_sigma_min_x8: float = 9.5
 
     def choose(self, file_bytes: bytes, rgb_uint8: np.ndarray, scale: int) -> ModelVariant:
         quality = jpeg_quality(file_bytes)
