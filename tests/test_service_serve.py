@@ -100,8 +100,10 @@ def test_service_serves_the_shipped_release(tmp_path):
         for spec in specs:
             side = 128 // spec.scale
             data = png_bytes(face_like(side, side, seed=spec.scale))
-            response = httpx.post(f"{url}/upscale", params={"scale": spec.scale}, content=data, timeout=120)
+            params = {"scale": spec.scale, "model": str(spec.variant)}
+            response = httpx.post(f"{url}/upscale", params=params, content=data, timeout=120)
             assert response.status_code == 200, response.text
+            assert response.headers["x-model"] == spec.name
             output = np.asarray(Image.open(io.BytesIO(response.content)))
             assert output.shape == (128, 128, 3)
             np.testing.assert_array_equal(output, np.asarray(upscale(runners[spec.scale, spec.variant], decode_image(data))))
