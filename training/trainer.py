@@ -202,6 +202,9 @@ class Trainer:
             # workers again at each one would idle the GPU. Samples carry their own seeds
             # (SeededSamples), so this changes no result.
             persistent_workers=self.config.data.num_workers > 0,
+            # Workers start from a clean fork server, not a fork of this process: forking a process
+            # whose runtime thread pools (OpenMP, OpenCV, OpenVINO's TBB) are live can crash.
+            multiprocessing_context="forkserver" if self.config.data.num_workers > 0 else None,
         )
         return loader, sampler
 
