@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
 
 from portraitsr.manifest import ManifestError, load_manifest
@@ -64,10 +65,25 @@ def redis_server_executable() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A port the kernel has free now, never one of ``avoid``: the ports this `serve` binds itself
+    a moment later (the kernel may hand out a port another caller has just probed and released)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
+def own_ports(settings: ServiceSettings) -> list[tuple[str, int, str]]:
+    """(host, port, role) for every port this `serve` listens on besides a random Redis port."""
+    wanted = [(settings.api_host, settings.api_port, "the API")]
+    wanted += [(settings.api_host, settings.worker_metrics_port + index, f"worker {index}'s health server")
+               for index in range(settings.workers)]
+    if settings.redis_url is None and settings.redis_port:
+        wanted.append(("127.0.0.1", settings.redis_port, "the private Redis"))
+    return wanted
 
 
 def write_redis_config(port: int, directory: str, password: str) -> Path:
@@ -142,13 +158,8 @@ def forget_previous_workers(settings: ServiceSettings) -> int:
 def ports_in_use(settings: ServiceSettings) -> list[str]:
     """What holds each port this `serve` would listen on (the API, each worker's health server,
     a fixed Redis port); empty when all are free."""
-    wanted = [(settings.api_host, settings.api_port, "the API")]
-    wanted += [(settings.api_host, settings.worker_metrics_port + index, f"worker {index}'s health server")
-               for index in range(settings.workers)]
-    if settings.redis_url is None and settings.redis_port:
-        wanted.append(("127.0.0.1", settings.redis_port, "the private Redis"))
     return [f"{port_in_use_message(port)} ({role} needs {host}:{port})"
-            for host, port, role in wanted if not port_is_free(host, port)]
+            for host, port, role in own_ports(settings) if not port_is_free(host, port)]
 
 
 def wait_for_redis(port: int, password: str, timeout_s: float = 30.0) -> None:
@@ -239,7 +250,7 @@ class Supervisor:
     def _start_private_redis(self) -> None:
         directory = redis_data_dir(self.settings)
         self.redis_lock = lock_data_dir(directory)
-        self.redis_port = self.settings.redis_port or free_port()
+        self.redis_port = self.settings.redis_port or free_port(avoid={port for _, port, _ in own_ports(self.settings)})
         password = secrets.token_urlsafe(32)  # per run; reaches the children in their environment only
         self.redis_config = write_redis_config(self.redis_port, str(directory), password)
         self.redis = start_redis(self.redis_config, self.redis_lock)

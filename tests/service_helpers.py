@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,20 @@ def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), hea
     return manifest
 
 
-def wait_until(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, message: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError on timeout."""
+def free_port_block(count: int, avoid: Collection[int] = ()) -> int:
+    """The first of ``count`` consecutive free ports (a `serve --workers N` health-port block)."""
+    from service.port_owner import port_is_free
+
+    while True:
+        base = free_port(avoid=avoid)
+        block = range(base, base + count)
+        if not set(block) & set(avoid) and all(port_is_free("127.0.0.1", port) for port in block):
+            return base
+
+
+def wait_until(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, message: str | Callable[[], str] = "condition"):
+    """Poll ``predicate`` until it returns something truthy; that value, or AssertionError on timeout.
+    ``message`` may be a callable, read at the timeout (a log's tail as it is then)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -111,7 +124,7 @@ def wait_until(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, mes
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {message() if callable(message) else message}")
 
 
 def http_status(url: str) -> int | None:

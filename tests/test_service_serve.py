@@ -14,7 +14,16 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
+from service_helpers import (
+    REPO,
+    Cluster,
+    build_fixture_release,
+    face_like,
+    free_port,
+    free_port_block,
+    png_bytes,
+    wait_until,
+)
 
 from portraitsr.manifest import load_manifest
 from portraitsr.runtimes import REFERENCE
@@ -117,8 +126,8 @@ def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(t
     manifest = build_fixture_release(tmp_path / "release")
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTRAITSR_")}
-    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_WORKER_METRICS_PORT=str(free_port()),
-               PORTRAITSR_REDIS_DIR=str(tmp_path / "redis"))
+    env.update(PORTRAITSR_MANIFEST_PATH=str(manifest), PORTRAITSR_REDIS_DIR=str(tmp_path / "redis"),
+               PORTRAITSR_WORKER_METRICS_PORT=str(free_port_block(2, avoid={api_port})))
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -127,7 +136,8 @@ def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(t
         )
         try:
             url = f"http://127.0.0.1:{api_port}"
-            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90, message="serve ready")
+            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 90,
+                       message=lambda: f"serve ready (its log ends: {log_path.read_text()[-3000:]})")
             found = re.search(r"redis-server on 127\.0\.0\.1:(\d+) \(pid (\d+)", log_path.read_text())
             redis_port, redis_pid = int(found.group(1)), int(found.group(2))
             with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as connection:
@@ -139,8 +149,9 @@ def test_private_redis_needs_its_password_and_a_kill_9_under_load_loses_no_job(t
                 wait_until(lambda: sum(f.done() for f in futures) >= 5, 60, message="some answers")
                 os.kill(redis_pid, signal.SIGKILL)  # mid-load
                 statuses = [f.result().status_code for f in futures]
-            assert statuses == [200] * 60
-            wait_until(lambda: "private redis-server restarted" in log_path.read_text(), 10, message="the restart")
+            assert statuses == [200] * 60, log_path.read_text()[-3000:]
+            wait_until(lambda: "private redis-server restarted" in log_path.read_text(), 10,
+                       message=lambda: f"the restart (the log ends: {log_path.read_text()[-3000:]})")
             process.send_signal(signal.SIGTERM)
             assert process.wait(60) == 0
         finally:

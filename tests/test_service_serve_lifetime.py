@@ -18,7 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from service_helpers import REPO, Cluster, build_fixture_release, face_like, free_port, png_bytes, wait_until
+from service_helpers import (
+    REPO,
+    Cluster,
+    build_fixture_release,
+    face_like,
+    free_port,
+    free_port_block,
+    png_bytes,
+    wait_until,
+)
 
 from service.port_owner import port_is_free
 from service.process_lifetime import die_with_this_process
@@ -53,7 +62,8 @@ class Serve:
 
     def __init__(self, tmp_path: Path, workers: int = 2, **settings):
         self.tmp_path = tmp_path
-        self.api_port, self.worker_port = free_port(), free_port()  # workers: this port + their index
+        self.api_port = free_port()
+        self.worker_port = free_port_block(workers, avoid={self.api_port})  # workers: this port + their index
         self.worker_ports = [self.worker_port + index for index in range(workers)]
         self.redis_dir = tmp_path / "redis"
         self.command = [sys.executable, "-m", "portraitsr", "serve", "--port", str(self.api_port), "--workers", str(workers)]
@@ -74,7 +84,7 @@ class Serve:
 
     def wait_ready(self, process: subprocess.Popen) -> None:
         wait_until(lambda: process.poll() is None and httpx.get(f"{self.url}/readyz").status_code == 200, 90,
-                   message=f"serve ready ({self.log_path.read_text()[-2000:]})")
+                   message=lambda: f"serve ready (its log ends: {self.log_path.read_text()[-3000:]})")
 
     def redis(self) -> redis.Redis:
         """The private Redis, with the password of this run (from its 0600 config)."""
