@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.hardening_check import face_png
 from benchmarks.serve_stack import RELEASE_MANIFEST, REPO, ServeStack, alive
+from checks.hardening import face_png
 from service.port_owner import port_is_free
 
 

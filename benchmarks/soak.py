@@ -42,9 +42,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.hardening_check import face_png
 from benchmarks.restore_api_load import photo_bytes
 from benchmarks.serve_stack import RELEASE_MANIFEST, ServeStack, rss_mib
+from checks.hardening import face_png
 
 KINDS = {"x8": ("/upscale", 8), "x4": ("/upscale", 4), "photo": ("/restore", 4)}
 MAX_IN_FLIGHT = 256  # client threads; an arrival past this is counted as `client_overflow`, not sent
