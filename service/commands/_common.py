@@ -134,6 +134,27 @@ def release_specs(args: argparse.Namespace):
     return chosen
 
 
+def start_in_process(args: argparse.Namespace, positive: tuple[str, ...]):
+    """What `upscale` and `restore` need before running the shipped models here: ``(inputs,
+    report, models, runtime request, the longest input side --max-output-side allows)``; None
+    (after saying why) on a flag out of range, no such model, no input files or a runtime that
+    cannot run here. ``positive`` names the flags (as typed) that must be at least 1."""
+    import sys
+
+    if min(getattr(args, flag.lstrip("-").replace("-", "_")) for flag in positive) < 1 or args.threads < 0:
+        print(f"error: {', '.join(positive[:-1])} and {positive[-1]} must be at least 1, --threads at least 0",
+              file=sys.stderr)
+        return None
+    specs = release_specs(args)
+    collected = None if specs is None else collect_or_report(args)
+    if collected is None:
+        return None
+    opened = open_models(args, specs)
+    if opened is None:
+        return None
+    return (*collected, *opened, max(1, args.max_output_side // args.scale))
+
+
 def finish(report, wrote: str) -> int:
     """Print what was written and what failed; the exit status."""
     import sys

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from service.commands._common import (
     EXIT_USAGE,
@@ -42,26 +41,16 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, "restore", describe_answer)
     import dataclasses
 
-    from service.commands._common import collect_or_report, finish, open_models, release_specs
+    from service.commands._common import finish, start_in_process
     from service.core.images import ImageLimits
     from service.faces.detector import FaceDetector
     from service.faces.restoration import RestorePolicy
     from service.files.restore import RestoreOptions, describe, restore_files
 
-    if min(args.batch_size, args.max_output_side) < 1 or args.threads < 0:
-        print("error: --batch-size and --max-output-side must be at least 1, --threads at least 0", file=sys.stderr)
+    started = start_in_process(args, ("--batch-size", "--max-output-side"))
+    if started is None:
         return EXIT_USAGE
-    specs = release_specs(args)
-    collected = None if specs is None else collect_or_report(args)
-    if collected is None:
-        return EXIT_USAGE
-    inputs, report = collected
-
-    max_side = max(1, args.max_output_side // args.scale)
-    opened = open_models(args, specs)
-    if opened is None:
-        return EXIT_USAGE
-    models, request = opened
+    inputs, report, models, request, max_side = started
     given = {"min_inter_ocular": args.min_inter_ocular, "min_score": args.min_score}  # None: the API's default
     options = RestoreOptions(
         output_dir=args.output, output_format=args.output_format, batch_size=args.batch_size,

@@ -43,24 +43,14 @@ def run(args: argparse.Namespace) -> int:
                                                           f"batch of {answer.headers.get('x-batch-size', '?')}")
     from tqdm import tqdm
 
-    from service.commands._common import collect_or_report, finish, open_models, release_specs
+    from service.commands._common import finish, start_in_process
     from service.core.images import ImageLimits
     from service.files.upscale import UpscaleOptions, upscale_files
 
-    if min(args.batch_size, args.max_output_side, args.compare_zoom) < 1 or args.threads < 0:
-        print("error: --batch-size, --max-output-side and --compare-zoom must be at least 1, --threads at least 0", file=sys.stderr)
+    started = start_in_process(args, ("--batch-size", "--max-output-side", "--compare-zoom"))
+    if started is None:
         return EXIT_USAGE
-    specs = release_specs(args)
-    collected = None if specs is None else collect_or_report(args)
-    if collected is None:
-        return EXIT_USAGE
-    inputs, report = collected
-
-    max_side = max(1, args.max_output_side // args.scale)
-    opened = open_models(args, specs)
-    if opened is None:
-        return EXIT_USAGE
-    models, _ = opened
+    inputs, report, models, _, max_side = started
     options = UpscaleOptions(
         output_dir=args.output,
         output_format=args.output_format,
