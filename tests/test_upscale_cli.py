@@ -127,6 +127,18 @@ def test_missing_scale_in_the_manifest_is_a_usage_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag", ["--batch-size", "--compare-zoom", "--max-output-side"])
+def test_a_flag_below_one_is_a_usage_error_that_names_it(manifest, tmp_path, flag):
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(synthetic_face(16)))
+
+    result = run_upscale(face, "-o", tmp_path / "out", "--manifest", manifest, flag, "0")
+
+    assert result.returncode == 2
+    assert flag in result.stderr and "must be at least 1" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def both_variants(tmp_path_factory) -> Path:
     return build_fixture_release(tmp_path_factory.mktemp("release-both"), variants=("clean", "real"))
