@@ -181,3 +181,19 @@ def test_degraded_held_out_rotates_through_the_table():
     assert lr.shape == (14, 32, 32, 3)
     assert names[:12] == [row.name for row in TABLE] and names[12:] == ["clean", "jpeg90"]
     assert np.array_equal(lr[0], bicubic_downsample(faces[0], 4))
+
+
+def test_evaluate_on_benchmark_inputs_scores_each_face_through_its_row_of_the_table():
+    from training.evaluation import bicubic_upscale, evaluate_images
+    from training.metrics import psnr_y
+
+    faces = [(f"face-{index}", face(index)) for index in range(len(TABLE) + 2)]
+    result = evaluate_images(faces, "synthetic", 4, batch_size=5, inputs="benchmark")
+
+    assert result["inputs"] == "benchmark"
+    assert [row["input"] for row in result["images"]] == [TABLE[index % len(TABLE)].name for index in range(len(faces))]
+    for index, ((_, hr), row) in enumerate(zip(faces, result["images"], strict=True)):
+        degraded = TABLE[index % len(TABLE)].apply(hr, 4, index)
+        assert row["bicubic"]["psnr_y"] == pytest.approx(psnr_y(bicubic_upscale(degraded, 4), hr))
+    clean = evaluate_images(faces, "synthetic", 4, batch_size=5)
+    assert clean["mean"]["bicubic"]["psnr_y"] > result["mean"]["bicubic"]["psnr_y"]  # the table only takes away

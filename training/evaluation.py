@@ -28,8 +28,10 @@ from portraitsr.release import (
     to_uint8,
 )
 from portraitsr.runtimes import REFERENCE, RuntimeRequest
+from training.config import VAL_INPUTS
 from training.data.cache import TrainingCache
 from training.data.degrade import bicubic_downsample
+from training.degradations.benchmark import degraded_held_out
 from training.metrics import lpips, psnr_y, ssim_y
 
 METRICS = ("psnr_y", "ssim_y", "lpips")
@@ -147,14 +149,28 @@ def evaluate_images(
     upscaler: Upscaler | None = None,
     lpips_net: Any | None = None,
     batch_size: int = 10,
+    inputs: str = "bicubic",
 ) -> dict[str, Any]:
-    """`evaluate_folder` on (name, HR image) pairs already in memory; ``data`` says where they came from."""
+    """`evaluate_folder` on (name, HR image) pairs already in memory; ``data`` says where they came from.
+
+    ``inputs``: "bicubic" (the paper's protocol) or "benchmark": each face through one row of the
+    fixed degradation table in rotation, as the real models' training validation (its row is named
+    in the face's result); bicubic is then the upscale of that same degraded input.
+    """
+    if inputs not in VAL_INPUTS:
+        raise ValueError(f"inputs must be one of {VAL_INPUTS}, not {inputs!r}")
+    degraded, degradations = None, None
+    if inputs == "benchmark":
+        degraded, degradations = degraded_held_out(np.stack([image for _, image in images]), scale)
     methods = ["bicubic"] if upscaler is None else ["model", "bicubic"]
     rows: list[dict[str, Any]] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         hr = np.stack([image for _, image in chunk])
-        lr = np.stack([bicubic_downsample(image, scale) for image in hr])
+        if degraded is None:
+            lr = np.stack([bicubic_downsample(image, scale) for image in hr])
+        else:
+            lr = degraded[start : start + batch_size]
         outputs = {"bicubic": np.stack([bicubic_upscale(image, scale) for image in lr])}
         if upscaler is not None:
             outputs["model"] = upscaler(lr)
@@ -167,6 +183,8 @@ def evaluate_images(
         }
         for i, (name, image) in enumerate(chunk):
             row: dict[str, Any] = {"name": name}
+            if degradations is not None:
+                row["input"] = degradations[start + i]
             for method in methods:
                 distance = None if distances[method] is None else float(distances[method][i])
                 row[method] = _scores(outputs[method][i], image, distance)
@@ -174,6 +192,7 @@ def evaluate_images(
     return {
         "data": data,
         "scale": scale,
+        "inputs": inputs,
         "count": len(rows),
         "mean": {method: _mean(rows, method) for method in methods},
         "images": rows,

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--split", default="val", help="with a cache: which split to score (default: val)")
     parser.add_argument("--source", default=None, help="with a cache: only this dataset (e.g. utkface)")
+    parser.add_argument(
+        "--inputs", choices=("bicubic", "benchmark"), default="bicubic",
+        help="bicubic (default): the paper's protocol; benchmark: each face through one row of the fixed "
+             "degradation table in rotation (the real models' checkpoint selection, docs/degradations.md)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write per-image and mean scores here")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (no pretrained weights needed)")
     parser.add_argument("--weights-dir", default=None, help="pretrained-weights cache (see fetch-weights)")
@@ -45,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from training.evaluation import (
         CheckpointUpscaler,
         OnnxUpscaler,
-        evaluate_folder,
         evaluate_images,
         format_table,
         load_hr_cache,
+        load_hr_folder,
     )
     from training.metrics import load_lpips
 
@@ -71,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
         if is_cache(args.data):
             images = load_hr_cache(args.data, args.split, args.source)
             where = f"{args.data} (split {args.split}, {args.source or 'all sources'})"
-            result = evaluate_images(images, where, scale, upscaler, lpips_net, args.batch_size)
+            result = evaluate_images(images, where, scale, upscaler, lpips_net, args.batch_size, args.inputs)
         else:
-            result = evaluate_folder(args.data, scale, upscaler, lpips_net, args.batch_size)
+            images = load_hr_folder(args.data, scale)
+            result = evaluate_images(images, str(args.data), scale, upscaler, lpips_net, args.batch_size, args.inputs)
     result["model"] = None if args.model is None else str(args.model)
     if isinstance(upscaler, OnnxUpscaler):
         result["runtime"] = f"{upscaler.model.runtime} {upscaler.model.precision}"
