@@ -83,8 +83,13 @@ class Serve:
             return subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log, cwd=REPO)
 
     def wait_ready(self, process: subprocess.Popen) -> None:
-        wait_until(lambda: process.poll() is None and httpx.get(f"{self.url}/readyz").status_code == 200, 90,
-                   message=lambda: f"serve ready (its log ends: {self.log_path.read_text()[-3000:]})")
+        def ready() -> bool | str:
+            if process.poll() is not None:  # fail now, with its reason, not after the timeout
+                return "exited"
+            return httpx.get(f"{self.url}/readyz").status_code == 200
+
+        outcome = wait_until(ready, 90, message=lambda: f"serve ready (its log ends: {self.log_path.read_text()[-3000:]})")
+        assert outcome is True, f"serve exited with status {process.returncode}: {self.log_path.read_text()[-3000:]}"
 
     def redis(self) -> redis.Redis:
         """The private Redis, with the password of this run (from its 0600 config)."""
