@@ -1,0 +1,77 @@
+"""Does a bare redis-server give back memory after a burst? (the soak's redis-server RSS, docs/service.md)
+
+Starts the redis-server `serve` uses (no persistence), then three times writes a burst of stream
+entries the size of queued images and deletes them, and finally opens and closes many clients.
+After each step: RSS, ``used_memory``, ``allocator_resident`` and the fragmentation ratio.
+
+    python -m benchmarks.redis_high_water --entries 250 --entry-bytes 8000 --clients 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+
+import redis
+
+from benchmarks.serve_stack import rss_mib
+from service.supervisor import free_port, redis_server_executable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=250, help="stream entries a burst (the soak's queue held ~250)")
+    parser.add_argument("--entry-bytes", type=int, default=8000)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=150)
+    args = parser.parse_args()
+
+    port = free_port()
+    server = subprocess.Popen([redis_server_executable(), "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+
+        def show(step: str) -> None:
+            memory = client.info("memory")
+            print(f"{step:<22} rss {rss_mib(server.pid):5.1f} MiB  used_memory {memory['used_memory'] / 2**20:5.2f}"
+                  f"  allocator_resident {memory.get('allocator_resident', 0) / 2**20:5.2f}"
+                  f"  fragmentation {memory.get('mem_fragmentation_ratio')}", flush=True)
+
+        show("start")
+        payload = os.urandom(args.entry_bytes)
+        for burst in range(1, args.bursts + 1):
+            for index in range(args.entries):
+                client.xadd("burst", {"image": payload, "id": str(index)})
+            show(f"burst {burst} queued")
+            client.delete("burst")
+            time.sleep(2)
+            show(f"burst {burst} drained")
+        others = [redis.Redis(port=port) for _ in range(args.clients)]
+        for other in others:
+            other.xadd("clients", {"image": payload})
+        show(f"{args.clients} clients open")
+        for other in others:
+            other.close()
+        client.delete("clients")
+        time.sleep(2)
+        show("clients closed")
+        client.execute_command("MEMORY", "PURGE")
+        time.sleep(1)
+        show("after MEMORY PURGE")
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
