@@ -5,6 +5,7 @@ entries the size of queued images and deletes them, and finally opens and closes
 After each step: RSS, ``used_memory``, ``allocator_resident`` and the fragmentation ratio.
 
     python -m benchmarks.redis_high_water --entries 250 --entry-bytes 8000 --clients 150
+    python -m benchmarks.redis_high_water --redis-server /usr/bin/redis-server   # e.g. Debian's (jemalloc)
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ def main() -> None:
     parser.add_argument("--entry-bytes", type=int, default=8000)
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--clients", type=int, default=150)
+    parser.add_argument("--redis-server", default=None, help="the executable (default: the one `serve` uses)")
     args = parser.parse_args()
 
     port = free_port()
-    server = subprocess.Popen([redis_server_executable(), "--port", str(port), "--save", "", "--appendonly", "no"],
+    executable = args.redis_server or redis_server_executable()
+    print(subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.strip())
+    server = subprocess.Popen([executable, "--port", str(port), "--save", "", "--appendonly", "no"],
                               stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port)
     try:
