@@ -18,14 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.serve_stack import rss_mib
 from service.supervisor import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return round(next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024, 1)
 
 
 def main() -> int:
@@ -47,7 +43,7 @@ def main() -> int:
                 raise RuntimeError("the API did not start")
             time.sleep(0.2)
         time.sleep(1)
-        report = {"connections": args.connections, "header_kib": args.header_kib, "rss_before_mib": rss_mib(api.pid)}
+        report = {"connections": args.connections, "header_kib": args.header_kib, "rss_before_mib": round(rss_mib(api.pid), 1)}
         head = b"POST /upscale HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * (args.header_kib * 1024 - 64) + b"\r\n"
         sockets = []
         started = time.monotonic()
@@ -57,7 +53,7 @@ def main() -> int:
                 connection.sendall(head)  # never the blank line that ends the head
             sockets.append(connection)
         time.sleep(0.5)
-        report["rss_with_them_open_mib"] = rss_mib(api.pid)
+        report["rss_with_them_open_mib"] = round(rss_mib(api.pid), 1)
         closed = 0
         for connection in sockets:
             try:
@@ -72,7 +68,7 @@ def main() -> int:
         report["closed_by_the_server"] = closed
         report["all_closed_after_s"] = round(time.monotonic() - started, 1)
         time.sleep(1)
-        report["rss_after_mib"] = rss_mib(api.pid)
+        report["rss_after_mib"] = round(rss_mib(api.pid), 1)
         print(json.dumps(report))
     finally:
         api.terminate()

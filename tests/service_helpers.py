@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.port_owner import port_is_free
 from service.supervisor import free_port, redis_server_executable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,8 +104,6 @@ def build_fixture_release(directory: Path, scales: tuple[int, ...] = (4, 8), hea
 
 def free_port_block(count: int, avoid: Collection[int] = ()) -> int:
     """The first of ``count`` consecutive free ports (a `serve --workers N` health-port block)."""
-    from service.port_owner import port_is_free
-
     while True:
         base = free_port(avoid=avoid)
         block = range(base, base + count)
