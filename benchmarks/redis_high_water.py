@@ -6,6 +6,10 @@ After each step: RSS, ``used_memory``, ``allocator_resident`` and the fragmentat
 
     python -m benchmarks.redis_high_water --entries 250 --entry-bytes 8000 --clients 150
     python -m benchmarks.redis_high_water --redis-server /usr/bin/redis-server   # e.g. Debian's (jemalloc)
+    python -m benchmarks.redis_high_water --plain-malloc   # without serve's malloc tunables: the before
+
+By default the server runs with the environment `serve` gives its private Redis
+(``service.supervisor.redis_environment``: each allocation of a page or more mapped on its own).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 import redis
 
 from benchmarks.serve_stack import rss_mib
-from service.supervisor import free_port, redis_server_executable
+from service.supervisor import free_port, redis_environment, redis_server_executable
 
 
 def main() -> None:
@@ -28,13 +32,16 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--clients", type=int, default=150)
     parser.add_argument("--redis-server", default=None, help="the executable (default: the one `serve` uses)")
+    parser.add_argument("--plain-malloc", action="store_true", help="without the malloc tunables `serve` sets")
     args = parser.parse_args()
 
     port = free_port()
     executable = args.redis_server or redis_server_executable()
     print(subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.strip())
+    env = dict(os.environ) if args.plain_malloc else redis_environment()
+    print(f"GLIBC_TUNABLES={env.get('GLIBC_TUNABLES', '')}")
     server = subprocess.Popen([executable, "--port", str(port), "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, env=env)
     client = redis.Redis(port=port)
     try:
         for _ in range(100):
