@@ -11,24 +11,17 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
+from benchmarks.serve_stack import rss_mib
 from service.supervisor import REDIS_MALLOC_TUNABLES, free_port, redis_environment, redis_server_executable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc")
 
 ENTRIES, ENTRY_BYTES = 250, 8000  # what the soak's bursts queued: ~250 jobs of ~8 KB
 RETURNED_WITHIN_MIB = 0.75  # the burst itself adds ~2 MiB; the plain build kept ~1.7 MiB of it
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
 
 
 def test_redis_environment_adds_the_threshold_and_keeps_the_users_tunables():

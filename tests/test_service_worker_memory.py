@@ -9,12 +9,8 @@ import httpx
 import pytest
 from service_helpers import Cluster, build_fixture_release, face_like, png_bytes, wait_until
 
+from benchmarks.serve_stack import rss_mib
 from service.queue.worker import split_size
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 def test_split_size_keeps_batches_within_the_pixel_budget():
