@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def role(pid: int) -> str:
     return "redis" if "redis-server" in command else "other"
 
 
+def _exit_on_sigterm(_signal: int, _frame) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
+
+
 class ServeStack:
     """``portraitsr serve --port P --workers N`` with its Redis data in ``redis_dir``; start() may
     be called again after a stop or a kill (the same command line, the same port)."""
@@ -87,7 +92,10 @@ class ServeStack:
         self.runs = 0
 
     def start(self) -> float:
-        """Start and wait until /readyz is 200; the seconds that took."""
+        """Start and wait until /readyz is 200; the seconds that took. A SIGTERM to the benchmark
+        then unwinds it (SystemExit), so its ``finally: stack.stop()`` stops `serve` too."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.runs += 1
         self.log_path = self.log_dir / f"serve-{self.runs}.log"
         began = time.monotonic()
