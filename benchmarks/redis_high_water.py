@@ -21,8 +21,8 @@ import time
 
 import redis
 
-from benchmarks.serve_stack import rss_mib
-from service.supervisor import free_port, redis_environment, redis_server_executable
+from benchmarks.serve_stack import bare_redis_server, rss_mib
+from service.supervisor import redis_environment, redis_server_executable
 
 
 def main() -> None:
@@ -35,22 +35,11 @@ def main() -> None:
     parser.add_argument("--plain-malloc", action="store_true", help="without the malloc tunables `serve` sets")
     args = parser.parse_args()
 
-    port = free_port()
     executable = args.redis_server or redis_server_executable()
     print(subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.strip())
     env = dict(os.environ) if args.plain_malloc else redis_environment()
     print(f"GLIBC_TUNABLES={env.get('GLIBC_TUNABLES', '')}")
-    server = subprocess.Popen([executable, "--port", str(port), "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, env=env)
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-
+    with bare_redis_server(executable, env) as (server, client):
         def show(step: str) -> None:
             memory = client.info("memory")
             print(f"{step:<22} rss {rss_mib(server.pid):5.1f} MiB  used_memory {memory['used_memory'] / 2**20:5.2f}"
@@ -66,6 +55,7 @@ def main() -> None:
             client.delete("burst")
             time.sleep(2)
             show(f"burst {burst} drained")
+        port = client.connection_pool.connection_kwargs["port"]
         others = [redis.Redis(port=port) for _ in range(args.clients)]
         for other in others:
             other.xadd("clients", {"image": payload})
@@ -78,10 +68,6 @@ def main() -> None:
         client.execute_command("MEMORY", "PURGE")
         time.sleep(1)
         show("after MEMORY PURGE")
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ its private Redis. Shared by the benchmarks that start, load and kill it (soak, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_MANIFEST = REPO / "model" / "release" / "manifest.json"
@@ -56,6 +58,27 @@ def rss_mib(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+@contextlib.contextmanager
+def bare_redis_server(executable: str, env: dict[str, str]):
+    """A redis-server without persistence on a free local port, answering PING: (process, client)."""
+    port = free_port()
+    server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, env=env)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield server, client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
 
 
 def role(pid: int) -> str:
@@ -135,8 +158,6 @@ class ServeStack:
 
     def redis(self):
         """A client of the private Redis with this run's password (from its 0600 config)."""
-        import redis
-
         config = (self.redis_dir / "redis.conf").read_text()
         port = int(re.search(r"^port (\d+)$", config, re.M).group(1))
         password = re.search(r"^requirepass (\S+)$", config, re.M).group(1)
