@@ -10,6 +10,7 @@ Coordinates are continuous pixels of the input (pixel i spans [i, i+1)).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,16 +112,28 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((pixels - 127.5) * 0.0078125).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class FaceDetector:
     def __init__(self, model_dir: Path = DEFAULT_DETECTOR_DIR, settings: DetectorSettings | None = None,
-                 runtime: RuntimeRequest = DEFAULT_RUNTIME):
+                 runtime: RuntimeRequest = DEFAULT_RUNTIME, max_parallel: int | None = None):
         self.settings = settings or DetectorSettings()
         self.sessions = {
             name: open_session(Path(model_dir) / f"mtcnn-{name}.onnx", runtime) for name in ("pnet", "rnet", "onet")
         }
+        # At most one photo per core is searched at once (one thread each): more only adds memory,
+        # the buffers of every search in flight, which the API's 40-thread pool would otherwise reach.
+        self.max_parallel = max_parallel or usable_cores()
+        self._slots = threading.BoundedSemaphore(self.max_parallel)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an H×W×3 image (uint8, or float in [0, 1]), best score first."""
+        with self._slots:
+            return self._detect(rgb)
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
         image = rgb if rgb.dtype == np.uint8 else round_to_uint8(rgb)
         height, width = image.shape[:2]
         shrink = min(1.0, self.settings.max_side / max(height, width))
