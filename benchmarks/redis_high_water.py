@@ -9,7 +9,7 @@ After each step: RSS, ``used_memory``, ``allocator_resident`` and the fragmentat
     python -m benchmarks.redis_high_water --plain-malloc   # without serve's malloc tunables: the before
 
 By default the server runs with the environment `serve` gives its private Redis
-(``service.supervisor.redis_environment``: each allocation of a page or more mapped on its own).
+(``service.core.memory.redis_environment``: each allocation of a page or more mapped on its own).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import time
 import redis
 
 from benchmarks.serve_stack import bare_redis_server, rss_mib
-from service.supervisor import redis_environment, redis_server_executable
+from service.core.memory import redis_environment
+from service.supervisor import redis_server_executable
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from portraitsr.manifest import ManifestError, load_manifest
+from service.core.memory import redis_environment
 from service.core.settings import ServiceSettings
 from service.port_owner import port_in_use_message, port_is_free
 from service.process_lifetime import die_with_this_process
@@ -47,11 +48,6 @@ CHILD_DEATH_SIGNAL = signal.SIGKILL
 # to be back within the API's retries of a refused connection (~0.3 s) when the machine allows.
 WATCH_INTERVAL_S = 0.05
 DATA_DIR_LOCK_WAIT_S = 10.0  # a killed supervisor's Redis may still be closing its AOF
-# glibc malloc, which the bundled redis-server uses, keeps a burst's freed memory as its high-water
-# mark: a burst of queued images would raise Redis's RSS for good (docs/service.md, the soak). Each
-# allocation of a page or more gets a mapping of its own instead, returned to the kernel when freed.
-# A fixed threshold also turns off glibc's dynamic one, which would otherwise climb past the images.
-REDIS_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4096"
 
 
 def redis_server_executable() -> str:
@@ -107,16 +103,6 @@ def write_redis_config(port: int, directory: str, password: str) -> Path:
     with os.fdopen(descriptor, "w") as config:
         config.write("\n".join(lines) + "\n")
     return path
-
-
-def redis_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The private redis-server's environment: ours plus ``REDIS_MALLOC_TUNABLES``, unless the
-    user's GLIBC_TUNABLES already sets the mmap threshold (theirs wins). Harmless under jemalloc."""
-    env = dict(os.environ if base is None else base)
-    tunables = env.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.mmap_threshold" not in tunables:
-        env["GLIBC_TUNABLES"] = f"{tunables}:{REDIS_MALLOC_TUNABLES}" if tunables else REDIS_MALLOC_TUNABLES
-    return env
 
 
 def start_redis(config_path: Path, lock_fd: int) -> subprocess.Popen:

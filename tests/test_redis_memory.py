@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from benchmarks.serve_stack import bare_redis_server, rss_mib
-from service.supervisor import REDIS_MALLOC_TUNABLES, redis_environment, redis_server_executable
+from service.core.memory import REDIS_MALLOC_TUNABLES, redis_environment
+from service.supervisor import redis_server_executable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc")
 

@@ -18,10 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.core.memory import tune_api_malloc
     from service.core.settings import effective_api_drain_s
     from service.http.app import create_app
     from service.http.limits import DrainingServer, HttpLimits, hardened_protocol
 
+    tune_api_malloc()  # before the first photo: bursts must not leave the API at their high-water mark
     configure_logging(args.log_level)
     settings = settings_from_args(args, api_host=args.api_host, api_port=args.api_port)
     limits = HttpLimits(
