@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from service.commands._common import add_settings_arguments, configure_logging, settings_from_args
 
@@ -18,13 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.core.memory import tune_api_malloc
+    from service.core.memory import API_ARENA_MAX, API_MMAP_THRESHOLD, tune_api_malloc
     from service.core.settings import effective_api_drain_s
     from service.http.app import create_app
     from service.http.limits import DrainingServer, HttpLimits, hardened_protocol
 
-    tune_api_malloc()  # before the first photo: bursts must not leave the API at their high-water mark
+    tuned = tune_api_malloc()  # before the first photo: bursts must not leave the API at their high-water mark
     configure_logging(args.log_level)
+    logging.getLogger("portraitsr.api").info(
+        "malloc: %s", f"mmap threshold {API_MMAP_THRESHOLD >> 10} KiB, {API_ARENA_MAX} arenas" if tuned
+        else "left as it is (GLIBC_TUNABLES sets the threshold, or the C library is not glibc)"
+    )
     settings = settings_from_args(args, api_host=args.api_host, api_port=args.api_port)
     limits = HttpLimits(
         settings.http_header_timeout_s, settings.http_body_timeout_s, settings.http_max_header_bytes, settings.http_max_connections
