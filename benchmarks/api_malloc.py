@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,8 +40,6 @@ def enlarged(crop: np.ndarray, scale: int) -> np.ndarray:
 
 def run_variant(variant: str, rounds: list[int], photo_side: int, scale: int) -> dict:
     """In this process: the rounds, with this process's malloc as ``variant`` says."""
-    import os
-
     from service.core.images import compose_output, decode_image, encode_image
     from service.core.memory import tune_api_malloc
     from service.faces.detector import DetectorSettings, FaceDetector

@@ -232,10 +232,10 @@ OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
 class OpenVinoSession:
-    """A model compiled by OpenVINO for the CPU. An infer request is not thread-safe and keeps buffers for
-    the largest input it ran: runs take an idle one from a shared pool and put it back, so the session
-    holds as many as ran at once (one per thread held one per thread that ever ran: 40 in the API's
-    thread pool)."""
+    """A model compiled by OpenVINO for the CPU. An infer request is not thread-safe and keeps buffers
+    for the largest input it ran: each run takes an idle one from a shared pool and puts it back, so
+    the session holds as many as ever ran at once, not one per thread that ever ran (the API's
+    thread pool has 40)."""
 
     def __init__(self, model: str | Path, choice: RuntimeChoice, request: RuntimeRequest):
         import openvino as ov

@@ -17,7 +17,7 @@ MMAP_THRESHOLD_TUNABLE = "glibc.malloc.mmap_threshold"
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers (malloc.h)
 # The API: decoded photos, the detector's pyramid and the pasted output are far larger than 1 MiB,
 # and two arenas hold what is smaller. Measured (benchmarks/api_malloc.py: 40 threads searching and
-# pasting 384 px photos, 2 cores): RSS 510 -> 212 MiB after the same work, for ~20 % more CPU.
+# pasting 384 px photos, 2 cores): RSS 475-500 -> 234 MiB after the same work, for ~13 % more CPU.
 API_MMAP_THRESHOLD = 1024 * 1024
 API_ARENA_MAX = 2
 # The private redis-server: a queued image is a few KiB, so every one of them.
@@ -28,24 +28,23 @@ def user_sets_threshold(environ: Mapping[str, str]) -> bool:
     return MMAP_THRESHOLD_TUNABLE in environ.get("GLIBC_TUNABLES", "")
 
 
-def fix_mmap_threshold(threshold: int, environ: Mapping[str, str] = os.environ) -> bool:
-    """Fix this process's mmap threshold at ``threshold`` bytes; False where it was left alone (the
-    user's GLIBC_TUNABLES sets it, or the C library has no glibc ``mallopt``)."""
-    if user_sets_threshold(environ):
-        return False
+def _mallopt():
+    """glibc's ``mallopt``, or None where the C library has none."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+    return mallopt
 
 
 def tune_api_malloc(environ: Mapping[str, str] = os.environ) -> bool:
-    """The API process's malloc settings (``portraitsr api`` calls this first): False where left alone."""
-    if not fix_mmap_threshold(API_MMAP_THRESHOLD, environ):
+    """The API process's malloc settings (``portraitsr api`` calls this first); False where they were
+    left alone (the user's GLIBC_TUNABLES sets the threshold, or the C library is not glibc)."""
+    mallopt = None if user_sets_threshold(environ) else _mallopt()
+    if mallopt is None or mallopt(M_MMAP_THRESHOLD, API_MMAP_THRESHOLD) != 1:
         return False
-    ctypes.CDLL(None).mallopt(M_ARENA_MAX, API_ARENA_MAX)
+    mallopt(M_ARENA_MAX, API_ARENA_MAX)
     return True
 
 
